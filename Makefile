@@ -1,0 +1,33 @@
+# SPDX-License-Identifier: MIT
+# Thin wrapper over CMake. Every target installs missing Debian packages
+# first, so a fresh Debian 12 clone needs nothing else.
+
+BUILD ?= build
+CMAKE_FLAGS ?=
+ifeq ($(SAN),1)
+BUILD := build-san
+CMAKE_FLAGS += -DSBX_SANITIZE=ON
+endif
+
+.PHONY: all deps build run demo test bench clean
+
+all: build
+
+deps:
+	@./scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) -j$$(nproc)
+
+run: build
+	./scripts/run.sh $(BUILD)
+
+demo: build
+	./scripts/demo.sh $(BUILD)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure --timeout 600
+
+clean:
+	rm -rf build build-san build-clang
