@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "sbxd/drain_state.h"
 
@@ -33,6 +34,11 @@ struct gate {
 	void *priv;
 	/* Why BPF was not used, when AUTO fell back to memfd; else "". */
 	char fallback_reason[256];
+	/*
+	 * One line for the daemon's log about the pins, such as "replaced
+	 * stale pins in /sys/fs/bpf/sbxd/default"; else "".
+	 */
+	char pin_note[256];
 };
 
 struct gate_config {
@@ -41,6 +47,10 @@ struct gate_config {
 	const char *bpffs;	/* bpffs mount point, default "/sys/fs/bpf" */
 };
 
+/*
+ * Open the gate in serving state. With an explicit BPF backend that cannot
+ * load, returns the error and leaves why in fallback_reason.
+ */
 int gate_open(struct gate *gate, const struct gate_config *config);
 /* Remove pins (BPF) and unmap. Safe on a zeroed or already closed gate. */
 int gate_close(struct gate *gate);
@@ -61,5 +71,17 @@ int gate_set_live(struct gate *gate, uint32_t live);
 void gate_read(const struct gate *gate, struct sbxd_drain_state *out);
 
 const char *gate_backend_name(enum gate_backend backend);
+
+/*
+ * Add or remove a VMM process whose KVM VMs count as live. BPF only:
+ * the memfd backend returns -EOPNOTSUPP.
+ */
+int gate_track_vmm(struct gate *gate, pid_t pid);
+int gate_untrack_vmm(struct gate *gate, pid_t pid);
+/*
+ * Count the KVM VMs ("kvm-vm" anonymous-inode files) held by tracked VMMs,
+ * as the kernel sees them. Returns the count, or -EOPNOTSUPP on memfd.
+ */
+int gate_count_live_vms(struct gate *gate);
 
 #endif

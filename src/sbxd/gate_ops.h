@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Backend interface behind gate.h, and the 8-byte admission word that both
+ * backends update with compare-and-swap.
+ */
+#ifndef SBXD_GATE_OPS_H
+#define SBXD_GATE_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "sbxd/gate.h"
+
+/*
+ * The first 8 bytes of struct sbxd_drain_state, {draining, inflight_starts},
+ * read and swapped as one u64. may_alias lets the code view the struct's
+ * first two fields through this type without breaking strict aliasing.
+ */
+typedef uint64_t __attribute__((may_alias)) gate_word_t;
+
+union gate_word {
+	uint64_t raw;
+	struct {
+		__u32 draining;
+		__s32 inflight_starts;
+	};
+};
+
+_Static_assert(sizeof(union gate_word) == 8, "admission word is 8 bytes");
+_Static_assert(offsetof(struct sbxd_drain_state, draining) == 0,
+	       "draining opens the admission word");
+_Static_assert(offsetof(struct sbxd_drain_state, inflight_starts) == 4,
+	       "inflight_starts closes the admission word");
+
+struct gate_ops {
+	/*
+	 * Fill gate->state and gate->priv. On failure, write one line that
+	 * says why into `why` (a buffer of `why_len` bytes).
+	 */
+	int (*open)(struct gate *gate, const struct gate_config *config,
+		    char *why, size_t why_len);
+	int (*close)(struct gate *gate);
+	int (*enter)(struct gate *gate);
+	int (*exit)(struct gate *gate, bool ok);
+	int (*drain)(struct gate *gate, uint32_t state, uint64_t now_ns);
+	int (*set_live)(struct gate *gate, uint32_t live);
+	/* Zero every counter and reopen admission; for tests only. */
+	int (*reset)(struct gate *gate);
+	int (*track_vmm)(struct gate *gate, pid_t pid);
+	int (*untrack_vmm)(struct gate *gate, pid_t pid);
+	int (*count_live_vms)(struct gate *gate);
+};
+
+extern const struct gate_ops gate_memfd_ops;
+extern const struct gate_ops gate_bpf_ops;
+
+/*
+ * Zero the state of an open gate and reopen admission. Tests use it to run
+ * many drains on one gate. Never call it while starts are in flight.
+ */
+int gate_reset(struct gate *gate);
+
+#endif
