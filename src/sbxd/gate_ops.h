@@ -1,8 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/*
- * Backend interface behind gate.h, and the 8-byte admission word that both
- * backends update with compare-and-swap.
- */
+/* Backend interface behind gate.h, shared by gate.c and each backend. */
 #ifndef SBXD_GATE_OPS_H
 #define SBXD_GATE_OPS_H
 
@@ -11,21 +8,14 @@
 #include <sys/types.h>
 
 #include "sbxd/gate.h"
+#include "sbxd/gate_bpf.h"
 
 /*
- * The first 8 bytes of struct sbxd_drain_state, {draining, inflight_starts},
- * read and swapped as one u64. may_alias lets the code view the struct's
- * first two fields through this type without breaking strict aliasing.
+ * The admission word (union gate_word) read and swapped as one u64 in
+ * place. may_alias lets the code view the first two fields of struct
+ * sbxd_drain_state through this type without breaking strict aliasing.
  */
-typedef uint64_t __attribute__((may_alias)) gate_word_t;
-
-union gate_word {
-	uint64_t raw;
-	struct {
-		__u32 draining;
-		__s32 inflight_starts;
-	};
-};
+typedef __u64 __attribute__((may_alias)) gate_word_t;
 
 _Static_assert(sizeof(union gate_word) == 8, "admission word is 8 bytes");
 _Static_assert(offsetof(struct sbxd_drain_state, draining) == 0,
