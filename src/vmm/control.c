@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: MIT */
+/* The SOCK_SEQPACKET control channel from sbxd, and signal handling. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "vmm/vmm.h"
+
+/* One packet in or out; static because the VMM has one thread. */
+static uint8_t rx_buf[SBX_MSG_MAX];
+static uint8_t tx_buf[SBX_MSG_MAX];
+
+static void control_lost(struct vmm *vmm, int err)
+{
+	vmm->control_closed = true;
+	vmm_end(vmm, SBX_EXIT_VMM_ERROR, -1, 0,
+		"control channel closed (%s); sbxd is gone, ending the VM",
+		err ? strerror(err) : "end of file");
+}
+
+void ctl_send(struct vmm *vmm, uint32_t type, uint64_t seq, int64_t arg,
+	      const void *payload, uint32_t len)
+{
+	struct sbx_msg msg = { .type = type, .len = len, .seq = seq,
+			       .arg = arg };
+	ssize_t n;
+
+	if (vmm->cfg->control_fd < 0 || vmm->control_closed)
+		return;
+	if (len > SBX_MSG_PAYLOAD_MAX)
+		len = msg.len = SBX_MSG_PAYLOAD_MAX;
+	memcpy(tx_buf, &msg, sizeof(msg));
+	if (len)
+		memcpy(tx_buf + sizeof(msg), payload, len);
+	do {
+		n = send(vmm->cfg->control_fd, tx_buf, sizeof(msg) + len,
+			 MSG_NOSIGNAL);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		vmm_log(vmm, "failed to send control message type %" PRIu32
+			": %s", type, strerror(errno));
+		if (errno == EPIPE || errno == ECONNRESET)
+			control_lost(vmm, errno);
+	}
+}
+
+static void queue_exec(struct vmm *vmm, const struct sbx_msg *msg,
+		       const char *text)
+{
+	static const char full[] = "exec queue full; retry later";
+	struct vmm_exec *e;
+
+	if (vmm->queue_len >= VMM_EXEC_QUEUE_MAX) {
+		vmm_log(vmm, "rejected exec seq %" PRIu64 ": %u already queued",
+			msg->seq, vmm->queue_len);
+		ctl_send(vmm, SBX_MSG_EXEC_RESULT, msg->seq, -1, full,
+			 sizeof(full) - 1);
+		return;
+	}
+	e = malloc(sizeof(*e) + msg->len + 1);
+	if (!e) {
+		vmm_log(vmm, "failed to queue exec seq %" PRIu64
+			": out of memory", msg->seq);
+		ctl_send(vmm, SBX_MSG_EXEC_RESULT, msg->seq, -1, full,
+			 sizeof(full) - 1);
+		return;
+	}
+	e->next = NULL;
+	e->seq = msg->seq;
+	e->len = msg->len;
+	memcpy(e->text, text, msg->len);
+	e->text[msg->len] = '\0';
+	/* NOTE: msg->arg (timeout_ms) is not enforced here; sbxd owns exec
+	 * timeouts because a running command cannot be interrupted. */
+	if (vmm->queue_tail)
+		vmm->queue_tail->next = e;
+	else
+		vmm->queue_head = e;
+	vmm->queue_tail = e;
+	vmm->queue_len++;
+}
+
+/* Check and act on one received packet of `n` bytes. */
+static void handle_packet(struct vmm *vmm, size_t n, bool truncated)
+{
+	struct sbx_msg msg;
+
+	if (truncated) {
+		vmm_log(vmm, "ignored a control packet over %zu bytes",
+			(size_t)SBX_MSG_MAX);
+		return;
+	}
+	if (n < sizeof(msg)) {
+		vmm_log(vmm, "ignored a short control packet: %zu bytes, "
+			"header is %zu", n, sizeof(msg));
+		return;
+	}
+	memcpy(&msg, rx_buf, sizeof(msg));
+	if (msg.len != n - sizeof(msg)) {
+		vmm_log(vmm, "ignored control message type %" PRIu32
+			": len field %" PRIu32 " but %zu payload bytes",
+			msg.type, msg.len, n - sizeof(msg));
+		return;
+	}
+	switch (msg.type) {
+	case SBX_MSG_EXEC:
+		queue_exec(vmm, &msg, (const char *)rx_buf + sizeof(msg));
+		break;
+	case SBX_MSG_STOP:
+		vmm->stop_pending = true;
+		break;
+	default:
+		vmm_log(vmm, "ignored control message of unknown type %" PRIu32,
+			msg.type);
+		break;
+	}
+}
+
+/* Read every packet that is waiting, without blocking. */
+static void drain_control(struct vmm *vmm)
+{
+	struct iovec iov = { .iov_base = rx_buf, .iov_len = sizeof(rx_buf) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	ssize_t n;
+
+	while (!vmm->control_closed) {
+		mh.msg_flags = 0;
+		n = recvmsg(vmm->cfg->control_fd, &mh, MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			control_lost(vmm, errno);
+			return;
+		}
+		if (n == 0) {
+			control_lost(vmm, 0);
+			return;
+		}
+		handle_packet(vmm, (size_t)n, mh.msg_flags & MSG_TRUNC);
+	}
+}
+
+void ctl_poll(struct vmm *vmm, int64_t timeout_ns)
+{
+	struct pollfd pfd = { .fd = vmm->cfg->control_fd, .events = POLLIN };
+	struct timespec ts, *tsp = NULL;
+	nfds_t nfds = pfd.fd >= 0 && !vmm->control_closed ? 1 : 0;
+	int ret;
+
+	if (timeout_ns >= 0) {
+		ts.tv_sec = timeout_ns / 1000000000;
+		ts.tv_nsec = timeout_ns % 1000000000;
+		tsp = &ts;
+	}
+	/* SIGINT/SIGTERM are blocked except here and inside KVM_RUN, so a
+	 * signal cannot slip in between the flag check and the wait. */
+	ret = ppoll(nfds ? &pfd : NULL, nfds, tsp, &vmm->run_mask);
+	if (ret > 0)
+		drain_control(vmm);
+	if (vmm_signalled) {
+		vmm_signalled = 0;
+		vmm_log(vmm, "received a stop signal; asking the guest to stop");
+		vmm->stop_pending = true;
+	}
+}
+
+void ctl_free_queue(struct vmm *vmm)
+{
+	struct vmm_exec *e = vmm->queue_head, *next;
+
+	for (; e; e = next) {
+		next = e->next;
+		free(e);
+	}
+	vmm->queue_head = vmm->queue_tail = NULL;
+	vmm->queue_len = 0;
+	free(vmm->running);
+	vmm->running = NULL;
+}

@@ -1,0 +1,387 @@
+/* SPDX-License-Identifier: MIT */
+/* sbx-vmm: run one kernel-less guest in a KVM VM, standalone or for sbxd. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sbx/guest.h"
+#include "vmm/elf.h"
+#include "vmm/vmm.h"
+
+#define MIB (1024 * 1024)
+#define MEMORY_MIB_MIN 4
+#define MEMORY_MIB_MAX 4096 /* the page tables map 4 GiB */
+
+static const char usage[] =
+	"usage: sbx-vmm [flags] [-- COMMAND...]\n"
+	"\n"
+	"Run a kernel-less guest ELF in a KVM VM with one vCPU.\n"
+	"\n"
+	"  --guest PATH          guest ELF (default: sbx-agent next to sbx-vmm)\n"
+	"  --memory-mib N        guest RAM in MiB, 4 to 4096 (default 16)\n"
+	"  --id ID               sandbox id passed to the guest, at most 63 bytes\n"
+	"                        (default: sbx)\n"
+	"  --args STR            argument string passed to the guest, at most\n"
+	"                        1023 bytes\n"
+	"  --boot-delay-ms N     ask the guest to wait N ms before READY\n"
+	"  --ignore-stop         ask the guest to ignore stop requests\n"
+	"  --control-fd FD       serve sbxd over the SOCK_SEQPACKET socket FD\n"
+	"                        instead of running COMMAND\n"
+	"  --help                print this help and exit\n"
+	"\n"
+	"Standalone, COMMAND (e.g. \"echo hi\") is given to the guest after READY,\n"
+	"its output is printed, the guest is asked to stop, and sbx-vmm exits\n"
+	"with the command's exit code. Without COMMAND it runs until the guest\n"
+	"exits; SIGINT or SIGTERM asks the guest to stop. A crashed guest exits\n"
+	"70, a host-side failure 71, bad flags or an unusable ELF 2.\n";
+
+enum {
+	OPT_GUEST = 256,
+	OPT_MEMORY_MIB,
+	OPT_ID,
+	OPT_ARGS,
+	OPT_BOOT_DELAY_MS,
+	OPT_IGNORE_STOP,
+	OPT_CONTROL_FD,
+	OPT_HELP,
+};
+
+static const struct option options[] = {
+	{ "guest", required_argument, NULL, OPT_GUEST },
+	{ "memory-mib", required_argument, NULL, OPT_MEMORY_MIB },
+	{ "id", required_argument, NULL, OPT_ID },
+	{ "args", required_argument, NULL, OPT_ARGS },
+	{ "boot-delay-ms", required_argument, NULL, OPT_BOOT_DELAY_MS },
+	{ "ignore-stop", no_argument, NULL, OPT_IGNORE_STOP },
+	{ "control-fd", required_argument, NULL, OPT_CONTROL_FD },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ NULL, 0, NULL, 0 },
+};
+
+__attribute__((format(printf, 1, 2), noreturn)) static void
+usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("sbx-vmm: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("; see sbx-vmm --help\n", stderr);
+	exit(SBX_VMM_STATUS_USAGE);
+}
+
+static uint64_t parse_number(const char *flag, const char *text,
+			     uint64_t min, uint64_t max)
+{
+	unsigned long long v;
+	char *end;
+
+	errno = 0;
+	v = strtoull(text, &end, 10);
+	if (errno || end == text || *end || text[0] == '-' || v < min ||
+	    v > max)
+		usage_error("invalid %s value '%s': expected an integer from %"
+			    PRIu64 " to %" PRIu64, flag, text, min, max);
+	return v;
+}
+
+/* Default guest: sbx-agent in the directory of this executable. */
+static char *default_guest(void)
+{
+	char self[PATH_MAX], *slash, *path;
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	if (n <= 0)
+		return NULL;
+	self[n] = '\0';
+	slash = strrchr(self, '/');
+	if (!slash)
+		return NULL;
+	*slash = '\0';
+	if (asprintf(&path, "%s/sbx-agent", self) < 0)
+		return NULL;
+	return path;
+}
+
+/* Join argv words with single spaces into one command line. */
+static char *join_words(char **words, int count)
+{
+	size_t len = 0;
+	char *text;
+
+	for (int i = 0; i < count; i++)
+		len += strlen(words[i]) + 1;
+	text = calloc(1, len + 1);
+	if (!text)
+		return NULL;
+	for (int i = 0; i < count; i++) {
+		if (i)
+			strcat(text, " ");
+		strcat(text, words[i]);
+	}
+	return text;
+}
+
+static void check_control_fd(int fd)
+{
+	int type;
+	socklen_t len = sizeof(type);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len))
+		usage_error("--control-fd %d is not an open socket: %s", fd,
+			    strerror(errno));
+	if (type != SOCK_SEQPACKET)
+		usage_error("--control-fd %d is a socket of type %d, not "
+			    "SOCK_SEQPACKET; pass one end of a seqpacket socketpair",
+			    fd, type);
+}
+
+static void parse_flags(int argc, char **argv, struct vmm_config *cfg)
+{
+	int opt;
+
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "+:", options, NULL)) != -1) {
+		switch (opt) {
+		case OPT_GUEST:
+			cfg->guest_path = optarg;
+			break;
+		case OPT_MEMORY_MIB:
+			cfg->mem_size = parse_number("--memory-mib", optarg,
+						     MEMORY_MIB_MIN,
+						     MEMORY_MIB_MAX) * MIB;
+			break;
+		case OPT_ID:
+			if (strlen(optarg) >= SBX_BOOT_ID_MAX)
+				usage_error("--id '%s' is longer than %d bytes",
+					    optarg, SBX_BOOT_ID_MAX - 1);
+			cfg->id = optarg;
+			break;
+		case OPT_ARGS:
+			if (strlen(optarg) >= SBX_BOOT_ARGS_MAX)
+				usage_error("--args is %zu bytes, longer than %d",
+					    strlen(optarg),
+					    SBX_BOOT_ARGS_MAX - 1);
+			cfg->args = optarg;
+			break;
+		case OPT_BOOT_DELAY_MS:
+			cfg->boot_delay_ms = (uint32_t)parse_number(
+				"--boot-delay-ms", optarg, 0, UINT32_MAX);
+			break;
+		case OPT_IGNORE_STOP:
+			cfg->ignore_stop = true;
+			break;
+		case OPT_CONTROL_FD:
+			cfg->control_fd = (int)parse_number("--control-fd",
+							    optarg, 0, INT_MAX);
+			check_control_fd(cfg->control_fd);
+			break;
+		case OPT_HELP:
+			fputs(usage, stdout);
+			exit(0);
+		case ':':
+			usage_error("flag %s needs a value", argv[optind - 1]);
+		default:
+			usage_error("unknown flag %s", argv[optind - 1]);
+		}
+	}
+	if (optind < argc) {
+		if (cfg->control_fd >= 0)
+			usage_error("a command (%s) cannot be combined with --control-fd",
+				    argv[optind]);
+		cfg->command = join_words(argv + optind, argc - optind);
+		if (!cfg->command)
+			usage_error("out of memory joining the command");
+	}
+}
+
+static void on_stop_signal(int sig)
+{
+	vmm_signalled = 1;
+}
+
+/*
+ * Block SIGINT and SIGTERM except inside KVM_RUN and ppoll(), where they
+ * interrupt the wait. The first one asks the guest to stop; the handler
+ * then resets, so a second one ends sbx-vmm at once.
+ */
+static int setup_signals(struct vmm *vmm)
+{
+	struct sigaction sa = { .sa_handler = on_stop_signal,
+				.sa_flags = SA_RESETHAND };
+	sigset_t stop_set;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&stop_set);
+	sigaddset(&stop_set, SIGINT);
+	sigaddset(&stop_set, SIGTERM);
+	if (sigprocmask(SIG_BLOCK, &stop_set, &vmm->run_mask))
+		return -errno;
+	sigdelset(&vmm->run_mask, SIGINT);
+	sigdelset(&vmm->run_mask, SIGTERM);
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL))
+		return -errno;
+	return 0;
+}
+
+/* Map the guest file and load it; fills `err` on failure. */
+static int load_guest(struct vmm *vmm, struct elf_image *image, char *err,
+		      size_t err_size)
+{
+	const char *path = vmm->cfg->guest_path;
+	struct stat st;
+	void *file;
+	int fd, ret;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		snprintf(err, err_size, "cannot open: %s; pass --guest PATH",
+			 strerror(errno));
+		return ret;
+	}
+	if (fstat(fd, &st)) {
+		ret = -errno;
+		snprintf(err, err_size, "cannot stat: %s", strerror(errno));
+		goto err_close;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size == 0) {
+		ret = -ENOEXEC;
+		snprintf(err, err_size, "not a regular, non-empty file");
+		goto err_close;
+	}
+	file = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (file == MAP_FAILED) {
+		ret = -errno;
+		snprintf(err, err_size, "cannot map: %s", strerror(errno));
+		goto err_close;
+	}
+	ret = elf_load(file, (size_t)st.st_size, vmm->vm.mem,
+		       vmm->vm.mem_size, image, err, err_size);
+	munmap(file, (size_t)st.st_size);
+err_close:
+	close(fd);
+	return ret;
+}
+
+static void fill_boot_info(struct vmm *vmm, const struct elf_image *image)
+{
+	const struct vmm_config *cfg = vmm->cfg;
+	struct sbx_boot_info bi = {
+		.magic = SBX_BOOT_MAGIC,
+		.mem_size = vmm->vm.mem_size,
+		.heap_start = image->load_end,
+		.heap_end = vmm->vm.mem_size - SBX_STACK_SIZE,
+		.flags = cfg->ignore_stop ? SBX_BOOT_IGNORE_STOP : 0,
+		.boot_delay_ms = cfg->boot_delay_ms,
+	};
+
+	snprintf(bi.sandbox_id, sizeof(bi.sandbox_id), "%s", cfg->id);
+	snprintf(bi.args, sizeof(bi.args), "%s", cfg->args);
+	memcpy(vmm->vm.mem + SBX_BOOT_INFO_GPA, &bi, sizeof(bi));
+}
+
+/* Create the VM and load the guest; on failure vmm->exit says why. */
+static int boot(struct vmm *vmm)
+{
+	struct elf_image image;
+	const char *step = "";
+	char err[256];
+	int ret;
+
+	ret = vm_create(&vmm->vm, vmm->cfg->mem_size, &step);
+	if (ret) {
+		vmm_end(vmm, SBX_EXIT_VMM_ERROR, -1, 0, "failed to %s: %s",
+			step, strerror(-ret));
+		return SBX_VMM_STATUS_ERROR;
+	}
+	ret = load_guest(vmm, &image, err, sizeof(err));
+	if (ret) {
+		vmm_end(vmm, SBX_EXIT_VMM_ERROR, -1, 0, "guest ELF %s: %s",
+			vmm->cfg->guest_path, err);
+		return SBX_VMM_STATUS_USAGE;
+	}
+	fill_boot_info(vmm, &image);
+	ret = vm_setup_cpu(&vmm->vm, image.entry, SBX_BOOT_INFO_GPA, &step);
+	if (!ret)
+		ret = vm_set_signal_mask(&vmm->vm, &vmm->run_mask);
+	if (ret) {
+		vmm_end(vmm, SBX_EXIT_VMM_ERROR, -1, 0, "failed to %s: %s",
+			step, strerror(-ret));
+		return SBX_VMM_STATUS_ERROR;
+	}
+	return 0;
+}
+
+/* Tell sbxd and the console how the guest ended. */
+static void report_end(struct vmm *vmm)
+{
+	const struct sbx_exit_info *e = &vmm->exit;
+	bool quiet = vmm->cfg->control_fd < 0 &&
+		     (e->reason == SBX_EXIT_GUEST ||
+		      e->reason == SBX_EXIT_STOPPED);
+
+	if (!quiet)
+		vmm_log(vmm, "guest ended: %s: %s (exit code %" PRId32
+			", RIP 0x%" PRIx64 ")",
+			vmm_reason_name(e->reason), e->message, e->exit_code,
+			e->rip);
+	ctl_send(vmm, SBX_MSG_EXITED, 0, 0, e, sizeof(*e));
+}
+
+int main(int argc, char **argv)
+{
+	struct vmm_config cfg = {
+		.mem_size = 16 * MIB,
+		.id = "sbx",
+		.args = "",
+		.control_fd = -1,
+	};
+	struct vmm vmm = { .cfg = &cfg };
+	char *guest_path = NULL;
+	int status;
+
+	vmm.start_ns = vmm_now_ns();
+	vmm.vm = (struct vm){ .kvm_fd = -1, .vm_fd = -1, .vcpu_fd = -1,
+			      .mem_fd = -1 };
+	parse_flags(argc, argv, &cfg);
+	if (!cfg.guest_path) {
+		guest_path = default_guest();
+		if (!guest_path)
+			usage_error("cannot find sbx-agent next to sbx-vmm; pass --guest PATH");
+		cfg.guest_path = guest_path;
+	}
+	if (setup_signals(&vmm)) {
+		vmm_end(&vmm, SBX_EXIT_VMM_ERROR, -1, 0,
+			"failed to set up signal handling: %s", strerror(errno));
+		status = SBX_VMM_STATUS_ERROR;
+		goto out_report;
+	}
+
+	status = boot(&vmm);
+	if (status)
+		goto out_report;
+	vmm_run(&vmm);
+	status = vmm_exit_status(&vmm);
+
+out_report:
+	report_end(&vmm);
+	ctl_free_queue(&vmm);
+	vm_destroy(&vmm.vm);
+	free((char *)cfg.command);
+	free(guest_path);
+	return status;
+}
