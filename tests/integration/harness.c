@@ -501,7 +501,7 @@ bool sbxd_log_line_contains(const struct sbxd_proc *p, const char *a,
 		return false;
 	for (line = strtok_r(log, "\n", &save); line && !found;
 	     line = strtok_r(NULL, "\n", &save))
-		found = strstr(line, a) && strstr(line, b);
+		found = strcasestr(line, a) && strcasestr(line, b);
 	free(log);
 	return found;
 }

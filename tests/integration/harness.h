@@ -107,7 +107,7 @@ bool sbxd_running(struct sbxd_proc *p);
 /* Whole log (stdout and stderr) as a NUL-terminated string; free() it. */
 char *sbxd_log_read(const struct sbxd_proc *p);
 bool sbxd_log_contains(const struct sbxd_proc *p, const char *text);
-/* True when one log line contains both a and b. */
+/* True when one log line contains both a and b, ignoring case. */
 bool sbxd_log_line_contains(const struct sbxd_proc *p, const char *a,
 			    const char *b);
 /* Last non-empty log line, or "" ; free() it. */
