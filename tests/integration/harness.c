@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -787,6 +789,57 @@ int http_connect(struct sbxd_proc *p, struct http_conn *c)
 	c->timeout_ms = p->http_timeout_ms ? p->http_timeout_ms :
 					     HARNESS_HTTP_TIMEOUT_MS;
 	return unix_connect(p->sock_path, &c->fd);
+}
+
+static int loopback_socket(int port, struct sockaddr_in *addr)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	memset(addr, 0, sizeof(*addr));
+	addr->sin_family = AF_INET;
+	addr->sin_port = htons((uint16_t)port);
+	addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	return fd < 0 ? -errno : fd;
+}
+
+int http_connect_tcp(struct sbxd_proc *p, int port, struct http_conn *c)
+{
+	struct sockaddr_in addr;
+	int fd, ret;
+
+	memset(c, 0, sizeof(*c));
+	c->fd = -1;
+	c->proc = p;
+	c->timeout_ms = p->http_timeout_ms ? p->http_timeout_ms :
+					     HARNESS_HTTP_TIMEOUT_MS;
+	fd = loopback_socket(port, &addr);
+	if (fd < 0)
+		return fd;
+	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	c->fd = fd;
+	return 0;
+}
+
+int harness_free_port(void)
+{
+	struct sockaddr_in addr;
+	socklen_t len = sizeof(addr);
+	int fd, ret;
+
+	fd = loopback_socket(0, &addr);
+	if (fd < 0)
+		return fd;
+	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&addr, &len) < 0)
+		ret = -errno;
+	else
+		ret = ntohs(addr.sin_port);
+	close(fd);
+	return ret;
 }
 
 void http_close(struct http_conn *c)

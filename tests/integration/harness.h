@@ -160,6 +160,10 @@ struct http_conn {
 };
 
 int http_connect(struct sbxd_proc *p, struct http_conn *c);
+/* Connect to 127.0.0.1:port, for sbxd started with --listen tcp:... */
+int http_connect_tcp(struct sbxd_proc *p, int port, struct http_conn *c);
+/* A TCP port on 127.0.0.1 that was free a moment ago, or -errno. */
+int harness_free_port(void);
 void http_close(struct http_conn *c);
 /*
  * Send one request on c and read its response. body may be NULL (no

@@ -828,3 +828,275 @@ Test(api, guest_exit_code_reported, .timeout = 60)
 		     "guest exit code not reported");
 	json_decref(sb);
 }
+
+/* Poll the list until a sandbox shows state `want`; copy its id. */
+static int wait_listed_state(const char *want, char *id, size_t len,
+			     int timeout_ms)
+{
+	int64_t end = harness_now_ms() + timeout_ms;
+	json_t *list, *item;
+	size_t i;
+
+	for (;;) {
+		list = list_sandboxes();
+		json_array_foreach(list, i, item) {
+			if (strcmp(json_str(item, "state"), want) != 0)
+				continue;
+			snprintf(id, len, "%s", json_str(item, "id"));
+			json_decref(list);
+			return 0;
+		}
+		json_decref(list);
+		if (harness_now_ms() >= end)
+			return -ETIMEDOUT;
+		harness_sleep_ms(10);
+	}
+}
+
+Test(api, starting_sandbox_listed, .timeout = 60)
+{
+	struct http_async slow;
+	struct http_resp resp;
+	char id[80], path[160];
+	int status;
+	json_t *sb;
+
+	sbxd_start_checked(&sbxd, NULL, NULL);
+	cr_assert_eq(http_request_start(&slow, &sbxd, "POST", "/v1/sandboxes",
+					"{\"boot_delay_ms\":1500}"), 0);
+	cr_assert_eq(wait_listed_state("starting", id, sizeof(id), 5000), 0,
+		     "a slow start never showed up as starting in the list");
+	sb = sbx_get(&sbxd, id);
+	cr_assert_str_eq(json_str(sb, "state"), "starting");
+	json_decref(sb);
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/exec", id);
+	status = http_request(&sbxd, "POST", path, "{\"command\":\"echo hi\"}",
+			      &resp);
+	sbx_assert_error(&resp, 409, NULL, "exec on a starting sandbox");
+	http_resp_free(&resp);
+
+	status = http_request_join(&slow, &resp);
+	cr_assert_eq(status, 201, "slow create: %d %s", status,
+		     status > 0 ? resp.body : strerror(-status));
+	cr_assert_str_eq(json_str(resp.json, "id"), id);
+	cr_assert_str_eq(json_str(resp.json, "state"), "running");
+	http_resp_free(&resp);
+}
+
+Test(api, delete_while_starting, .timeout = 60)
+{
+	struct http_async slow;
+	struct http_resp resp;
+	char id[80], path[160], desc[256];
+	json_t *node;
+	int status;
+
+	sbxd_start_checked(&sbxd, NULL, NULL);
+	cr_assert_eq(http_request_start(&slow, &sbxd, "POST", "/v1/sandboxes",
+					"{\"boot_delay_ms\":3000}"), 0);
+	cr_assert_eq(wait_listed_state("starting", id, sizeof(id), 5000), 0,
+		     "a slow start never showed up as starting in the list");
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s", id);
+	status = http_request(&sbxd, "DELETE", path, NULL, &resp);
+	cr_assert_eq(status, 200, "DELETE of a starting sandbox: %d %s", status,
+		     status > 0 ? resp.body : strerror(-status));
+	http_resp_free(&resp);
+
+	/* The blocked create must get a response, and not a 201. */
+	status = http_request_join(&slow, &resp);
+	cr_assert(status > 0, "create of a deleted sandbox: no response: %s",
+		  strerror(-status));
+	cr_assert_neq(status, 201, "create of a sandbox deleted while "
+		      "starting returned 201: %s", resp.body);
+	http_resp_free(&resp);
+
+	node = sbx_node(&sbxd);
+	cr_assert_eq(json_integer_value(json_object_get(node,
+							"inflight_starts")), 0);
+	cr_assert_eq(json_integer_value(json_object_get(node, "live")), 0);
+	json_decref(node);
+	cr_assert_eq(sbxd_count_vmms(&sbxd, desc, sizeof(desc)), 0,
+		     "VMM left after DELETE of a starting sandbox: %s", desc);
+}
+
+Test(api, stop_stubborn_kills, .timeout = 60)
+{
+	struct http_resp resp;
+	char id[80], path[160];
+	json_int_t pid;
+	json_t *sb;
+	int status;
+
+	sbxd_start_checked(&sbxd, NULL, NULL);
+	cr_assert_eq(sbx_create(&sbxd, "{\"ignore_stop\":true}", id,
+				sizeof(id)), 201);
+	sb = sbx_get(&sbxd, id);
+	pid = json_integer_value(json_object_get(sb, "pid"));
+	json_decref(sb);
+
+	/* The guest ignores the request, so the grace ends in SIGKILL. */
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/stop", id);
+	status = post_json(path, "{\"grace_ms\":500}", &resp);
+	cr_assert_eq(status, 200, "stop of a stubborn guest: %d %s", status,
+		     resp.body);
+	cr_assert_str_eq(json_str(resp.json, "state"), "exited");
+	cr_assert(json_is_object(json_object_get(resp.json, "exit")),
+		  "killed sandbox has no exit object: %s", resp.body);
+	http_resp_free(&resp);
+	cr_assert(!pid_alive(pid), "VMM %lld still runs after the stop "
+		  "response", (long long)pid);
+}
+
+#define EXEC_THREADS 4
+
+struct exec_job {
+	pthread_t thread;
+	const char *id;
+	int index;
+	int status;
+	char output[64];
+};
+
+static void *exec_job_main(void *arg)
+{
+	struct exec_job *job = arg;
+	char path[160], body[128];
+	struct http_resp resp;
+	json_t *out;
+
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/exec", job->id);
+	for (int round = 0; round < 5; round++) {
+		snprintf(body, sizeof(body),
+			 "{\"command\":\"echo job%d round%d\"}", job->index,
+			 round);
+		job->status = http_request(&sbxd, "POST", path, body, &resp);
+		out = json_object_get(resp.json, "output");
+		snprintf(job->output, sizeof(job->output), "%s",
+			 json_is_string(out) ? json_string_value(out) : "");
+		http_resp_free(&resp);
+		if (job->status != 200)
+			break;
+		snprintf(body, sizeof(body), "job%d round%d", job->index,
+			 round);
+		if (strcmp(job->output, body) != 0)
+			break;
+	}
+	return NULL;
+}
+
+Test(api, concurrent_exec_matched, .timeout = 60)
+{
+	struct exec_job jobs[EXEC_THREADS];
+	char id[80], want[64];
+
+	sbxd_start_checked(&sbxd, NULL, NULL);
+	cr_assert_eq(sbx_create(&sbxd, CREATE_BODY, id, sizeof(id)), 201);
+	for (int i = 0; i < EXEC_THREADS; i++) {
+		jobs[i] = (struct exec_job){ .id = id, .index = i };
+		cr_assert_eq(pthread_create(&jobs[i].thread, NULL,
+					    exec_job_main, &jobs[i]), 0);
+	}
+	for (int i = 0; i < EXEC_THREADS; i++)
+		pthread_join(jobs[i].thread, NULL);
+	/* Each response must carry its own request's output. */
+	for (int i = 0; i < EXEC_THREADS; i++) {
+		cr_assert_eq(jobs[i].status, 200, "job %d: exec returned %d",
+			     i, jobs[i].status);
+		snprintf(want, sizeof(want), "job%d round4", i);
+		cr_assert_str_eq(jobs[i].output, want,
+				 "job %d got another request's output", i);
+	}
+}
+
+Test(api, client_gone_midstart, .timeout = 60)
+{
+	static const char req[] =
+		"POST /v1/sandboxes HTTP/1.1\r\nHost: sbxd\r\n"
+		"Content-Length: 22\r\n\r\n{\"boot_delay_ms\":1000}";
+	struct http_conn c;
+	json_t *node, *list, *item;
+	size_t i;
+
+	sbxd_start_checked(&sbxd, NULL, NULL);
+	cr_assert_eq(http_connect(&sbxd, &c), 0);
+	cr_assert_eq(http_send_raw(&c, req, strlen(req)), 0);
+	cr_assert_eq(sbx_wait_inflight(&sbxd, 1, 5000), 0,
+		     "the start was never admitted");
+	http_close(&c);
+
+	/* sbxd keeps serving and the start settles one way or the other. */
+	cr_assert_eq(sbx_wait_inflight(&sbxd, 0, 10000), 0,
+		     "inflight_starts stuck after the client went away");
+	list = list_sandboxes();
+	json_array_foreach(list, i, item)
+		cr_assert(strcmp(json_str(item, "state"), "starting") != 0,
+			  "sandbox %s stuck in starting", json_str(item, "id"));
+	node = sbx_node(&sbxd);
+	cr_assert_eq((size_t)json_integer_value(json_object_get(node, "live")),
+		     json_array_size(list),
+		     "live count does not match the list after the client "
+		     "went away");
+	json_decref(node);
+	json_decref(list);
+	cr_assert(sbxd_running(&sbxd));
+}
+
+Test(api, many_sandboxes, .timeout = 90)
+{
+	char ids[16][80], path[160];
+	struct http_resp resp;
+	json_t *list;
+	int status;
+
+	sbxd_start_checked(&sbxd, NULL, NULL);
+	for (int i = 0; i < 16; i++)
+		cr_assert_eq(sbx_create(&sbxd, CREATE_BODY, ids[i],
+					sizeof(ids[i])), 201, "create %d", i);
+	list = list_sandboxes();
+	cr_assert_eq(json_array_size(list), 16);
+	for (int i = 0; i < 16; i++)
+		cr_assert(list_find(list, ids[i]), "%s not listed", ids[i]);
+	json_decref(list);
+	for (int i = 0; i < 16; i++) {
+		for (int j = 0; j < i; j++)
+			cr_assert_str_neq(ids[i], ids[j], "duplicate id %s",
+					  ids[i]);
+		snprintf(path, sizeof(path), "/v1/sandboxes/%s", ids[i]);
+		status = http_request(&sbxd, "DELETE", path, NULL, &resp);
+		cr_assert_eq(status, 200, "DELETE %s: %d", ids[i], status);
+		http_resp_free(&resp);
+	}
+	list = list_sandboxes();
+	cr_assert_eq(json_array_size(list), 0);
+	json_decref(list);
+	cr_assert_eq(sbxd_count_vmms(&sbxd, NULL, 0), 0);
+}
+
+Test(api, tcp_listen_serves, .timeout = 60)
+{
+	char listen[64], port_text[16];
+	const char *args[] = { "--listen", listen, NULL };
+	struct http_resp resp;
+	struct http_conn c;
+	int port, status;
+
+	port = harness_free_port();
+	cr_assert_gt(port, 0, "no free loopback port: %s", strerror(-port));
+	snprintf(listen, sizeof(listen), "tcp:127.0.0.1:%d", port);
+	snprintf(port_text, sizeof(port_text), "%d", port);
+	sbxd_start_checked(&sbxd, args, NULL);
+
+	cr_assert_eq(http_connect_tcp(&sbxd, port, &c), 0,
+		     "sbxd --listen %s does not accept TCP", listen);
+	status = http_conn_request(&c, "GET", "/v1/node", NULL, &resp);
+	cr_assert_eq(status, 200, "GET /v1/node over TCP: %d", status);
+	http_resp_free(&resp);
+	http_close(&c);
+	/* The unix socket keeps serving too (sbxd_start waited on it). */
+	status = http_request(&sbxd, "GET", "/healthz", NULL, &resp);
+	cr_assert_eq(status, 200, "GET /healthz over unix: %d", status);
+	http_resp_free(&resp);
+	cr_assert(sbxd_log_contains(&sbxd, port_text),
+		  "the log does not name the TCP port %d", port);
+}
