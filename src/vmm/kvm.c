@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -29,10 +30,13 @@
 #define EFER_LME (1ull << 8)
 #define EFER_LMA (1ull << 10)
 
+#define KERNEL_CODE_SELECTOR 0x08 /* GDT entry 1, RPL 0 */
+#define KERNEL_DATA_SELECTOR 0x10 /* GDT entry 2, RPL 0 */
+
 #define PD_COUNT 4 /* page directories at SBX_PD_GPA, one per GiB */
 #define GIB (1ull << 30)
 
-/* GDT: null, kernel code/data (unused), user code (L=1) and data, DPL 3. */
+/* GDT: null, kernel code (L=1) and data, user code (L=1) and data. */
 static const uint64_t gdt[] = {
 	0,
 	0x00209a0000000000ull,
@@ -166,7 +170,7 @@ static void write_page_tables(struct vm *vm)
 }
 
 static void set_segment(struct kvm_segment *seg, uint16_t selector,
-			uint8_t type, uint8_t code64)
+			uint8_t type, uint8_t code64, uint8_t dpl)
 {
 	*seg = (struct kvm_segment){
 		.base = 0,
@@ -174,7 +178,7 @@ static void set_segment(struct kvm_segment *seg, uint16_t selector,
 		.selector = selector,
 		.type = type,
 		.present = 1,
-		.dpl = 3,
+		.dpl = dpl,
 		.db = code64 ? 0 : 1,
 		.s = 1,
 		.l = code64,
@@ -182,14 +186,19 @@ static void set_segment(struct kvm_segment *seg, uint16_t selector,
 	};
 }
 
-static int set_sregs(struct vm *vm)
+static int set_sregs(struct vm *vm, bool cpl0)
 {
 	struct kvm_sregs sregs;
 
 	if (ioctl(vm->vcpu_fd, KVM_GET_SREGS, &sregs))
 		return -errno;
-	set_segment(&sregs.cs, SBX_CODE_SELECTOR, 0xb, 1);
-	set_segment(&sregs.ds, SBX_DATA_SELECTOR, 0x3, 0);
+	if (cpl0) {
+		set_segment(&sregs.cs, KERNEL_CODE_SELECTOR, 0xb, 1, 0);
+		set_segment(&sregs.ds, KERNEL_DATA_SELECTOR, 0x3, 0, 0);
+	} else {
+		set_segment(&sregs.cs, SBX_CODE_SELECTOR, 0xb, 1, 3);
+		set_segment(&sregs.ds, SBX_DATA_SELECTOR, 0x3, 0, 3);
+	}
 	sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
 
 	/*
@@ -212,7 +221,7 @@ static int set_sregs(struct vm *vm)
 }
 
 int vm_setup_cpu(struct vm *vm, uint64_t entry, uint64_t boot_info,
-		 const char **step)
+		 bool cpl0, const char **step)
 {
 	struct kvm_regs regs = { 0 };
 	int ret;
@@ -221,7 +230,7 @@ int vm_setup_cpu(struct vm *vm, uint64_t entry, uint64_t boot_info,
 	write_page_tables(vm);
 
 	*step = "set the vCPU's segment and control registers";
-	ret = set_sregs(vm);
+	ret = set_sregs(vm, cpl0);
 	if (ret)
 		return ret;
 

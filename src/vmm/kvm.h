@@ -5,6 +5,7 @@
 
 #include <linux/kvm.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,12 +27,13 @@ struct vm {
 int vm_create(struct vm *vm, uint64_t mem_size, const char **step);
 
 /*
- * Write the GDT and page tables into RAM and load the 64-bit CPL3 entry
- * state: RIP `entry`, RDI `boot_info`, RSP just below the top of RAM.
- * Returns 0 or a negative errno, with `step` set as for vm_create().
+ * Write the GDT and page tables into RAM and load the 64-bit entry state:
+ * CPL3 (CPL0 with `cpl0`), RIP `entry`, RDI `boot_info`, RSP just below
+ * the top of RAM. Returns 0 or a negative errno, with `step` set as for
+ * vm_create().
  */
 int vm_setup_cpu(struct vm *vm, uint64_t entry, uint64_t boot_info,
-		 const char **step);
+		 bool cpl0, const char **step);
 
 /* Use `during_run` as the signal mask inside KVM_RUN; 0 or -errno. */
 int vm_set_signal_mask(struct vm *vm, const sigset_t *during_run);

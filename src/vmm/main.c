@@ -38,6 +38,9 @@ static const char usage[] =
 	"  --ignore-stop         ask the guest to ignore stop requests\n"
 	"  --control-fd FD       serve sbxd over the SOCK_SEQPACKET socket FD\n"
 	"                        instead of running COMMAND\n"
+	"  --cpl0                enter the guest at CPL0 instead of CPL3, for\n"
+	"                        test guests that need kernel mode (HLT); CPL0\n"
+	"                        code is emulated and slow on PVM hosts\n"
 	"  --help                print this help and exit\n"
 	"\n"
 	"Standalone, COMMAND (e.g. \"echo hi\") is given to the guest after READY,\n"
@@ -54,6 +57,7 @@ enum {
 	OPT_BOOT_DELAY_MS,
 	OPT_IGNORE_STOP,
 	OPT_CONTROL_FD,
+	OPT_CPL0,
 	OPT_HELP,
 };
 
@@ -65,6 +69,7 @@ static const struct option options[] = {
 	{ "boot-delay-ms", required_argument, NULL, OPT_BOOT_DELAY_MS },
 	{ "ignore-stop", no_argument, NULL, OPT_IGNORE_STOP },
 	{ "control-fd", required_argument, NULL, OPT_CONTROL_FD },
+	{ "cpl0", no_argument, NULL, OPT_CPL0 },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -187,6 +192,9 @@ static void parse_flags(int argc, char **argv, struct vmm_config *cfg)
 			cfg->control_fd = (int)parse_number("--control-fd",
 							    optarg, 0, INT_MAX);
 			check_control_fd(cfg->control_fd);
+			break;
+		case OPT_CPL0:
+			cfg->cpl0 = true;
 			break;
 		case OPT_HELP:
 			fputs(usage, stdout);
@@ -315,7 +323,8 @@ static int boot(struct vmm *vmm)
 		return SBX_VMM_STATUS_USAGE;
 	}
 	fill_boot_info(vmm, &image);
-	ret = vm_setup_cpu(&vmm->vm, image.entry, SBX_BOOT_INFO_GPA, &step);
+	ret = vm_setup_cpu(&vmm->vm, image.entry, SBX_BOOT_INFO_GPA,
+			   vmm->cfg->cpl0, &step);
 	if (!ret)
 		ret = vm_set_signal_mask(&vmm->vm, &vmm->run_mask);
 	if (ret) {

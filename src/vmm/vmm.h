@@ -20,6 +20,7 @@ struct vmm_config {
 	const char *args;
 	uint32_t boot_delay_ms;
 	bool ignore_stop;
+	bool cpl0;	     /* enter at CPL0: kernel-mode test guests only */
 	int control_fd;	     /* -1 in standalone mode */
 	const char *command; /* standalone: command text after "--", or NULL */
 };
