@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-/* Where the address came from; error messages name it. */
+/* Source of the address, named in error messages. */
 enum addr_source {
 	ADDR_FROM_FLAG,		/* --socket */
 	ADDR_FROM_ENV,		/* SBXD_SOCKET */
@@ -35,7 +35,7 @@ struct ctl_addr {
  * Resolve the server address in the order --socket, SBXD_SOCKET,
  * $SBXD_STATE_DIR/sbxd.sock, then sbxd's own default for this user.
  * Returns 0, or -EINVAL for a malformed address and -ENOENT when no
- * address can be derived; either way @err holds a message for the user.
+ * address can be derived; either way @err contains a message for the user.
  */
 int addr_resolve(const char *flag, const struct addr_env *env,
 		 struct ctl_addr *addr, char *err, size_t err_len);

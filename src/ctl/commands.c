@@ -18,7 +18,7 @@
 #include "request.h"
 
 #define WATCH_INTERVAL_MS 500
-#define WATCH_ANSWER_TIMEOUT_MS 10000
+#define WATCH_RESPONSE_TIMEOUT_MS 10000
 #define EXIT_INTERRUPTED 130 /* 128 + SIGINT, as shells report it */
 
 static volatile sig_atomic_t interrupted;
@@ -79,8 +79,8 @@ static void report_transfer_error(const struct ctl_addr *addr, int err)
 		break;
 	case -EAGAIN:
 		fprintf(stderr,
-			"sbxctl: sbxd at %s did not answer within %d s\n",
-			addr->text, WATCH_ANSWER_TIMEOUT_MS / 1000);
+			"sbxctl: sbxd at %s did not respond within %d s\n",
+			addr->text, WATCH_RESPONSE_TIMEOUT_MS / 1000);
 		break;
 	default:
 		fprintf(stderr,
@@ -111,7 +111,7 @@ static int resolve_address(const struct cli *cli, struct ctl_addr *addr)
 }
 
 /*
- * Connect, send @req and read the answer. Returns 0, or -errno after
+ * Connect, send @req and read the response. Returns 0, or -errno after
  * printing why, so that callers only choose the exit status.
  */
 static int exchange(const struct ctl_addr *addr, const struct ctl_request *req,
@@ -257,7 +257,7 @@ static int handle_response(const struct cli *cli,
 	root = json_loads(resp->body ? resp->body : "", 0, &error);
 	if (!root) {
 		fprintf(stderr,
-			"sbxctl: sbxd answered HTTP %d with a body that is not JSON: %s\n",
+			"sbxctl: sbxd returned HTTP %d with a body that is not JSON: %s\n",
 			resp->status, error.text);
 		return 1;
 	}
@@ -275,7 +275,7 @@ static void sleep_ms(int ms)
 		.tv_nsec = (long)(ms % 1000) * 1000000,
 	};
 
-	/* A signal cuts the sleep short; the loop then sees interrupted. */
+	/* A signal cuts the sleep short, and the loop then checks interrupted. */
 	nanosleep(&ts, NULL);
 }
 
@@ -291,7 +291,7 @@ static int poll_node(const struct ctl_addr *addr,
 	fd = http_connect(addr);
 	if (fd < 0)
 		return fd;
-	ret = http_set_timeout(fd, WATCH_ANSWER_TIMEOUT_MS);
+	ret = http_set_timeout(fd, WATCH_RESPONSE_TIMEOUT_MS);
 	if (!ret) {
 		http_response_init(&resp);
 		ret = http_roundtrip(fd, req->method, req->path, req->body,
@@ -338,8 +338,12 @@ static void install_interrupt_handler(void)
 
 /*
  * Redraw the node status every WATCH_INTERVAL_MS until sbxd goes away. On
- * a terminal one line is redrawn in place; otherwise a line is printed
- * each time the status changes, and with --json each poll prints its JSON.
+ * a terminal one line is redrawn in place. Elsewhere a line is printed
+ * each time the status changes. With --json each poll prints its JSON.
+ *
+ * NOTE: this polls the HTTP API, so each redraw costs sbxd one request and
+ * the counters are up to WATCH_INTERVAL_MS old. The pinned drain-state map
+ * could be read without sbxd's help, but only as root.
  */
 static int watch_node(const struct cli *cli, const struct ctl_addr *addr,
 		      const struct ctl_request *req)
@@ -356,8 +360,8 @@ static int watch_node(const struct cli *cli, const struct ctl_addr *addr,
 			break;
 		if (ret == -EAGAIN) {
 			snprintf(line, sizeof(line),
-				 "no answer from sbxd within %d s",
-				 WATCH_ANSWER_TIMEOUT_MS / 1000);
+				 "no response from sbxd within %d s",
+				 WATCH_RESPONSE_TIMEOUT_MS / 1000);
 		} else if (ret && !seen) {
 			if (ret == -ENOENT || ret == -ECONNREFUSED ||
 			    ret == -EACCES || ret == -EPERM)

@@ -30,7 +30,7 @@ static void header_done(struct http_response *resp)
 		resp->value[resp->value_len] = '\0';
 		errno = 0;
 		seconds = strtol(resp->value, &end, 10);
-		/* The HTTP-date form is not used by sbxd; it is ignored. */
+		/* sbxd sends seconds, so the HTTP-date form is ignored. */
 		if (!errno && end != resp->value && seconds >= 0)
 			resp->retry_after = seconds;
 	}
@@ -112,11 +112,11 @@ static int on_message_complete(http_parser *parser)
 {
 	struct http_response *resp = response_of(parser);
 
-	/* 1xx answers carry no body and precede the real response. */
+	/* 1xx responses carry no body and precede the final response. */
 	if (parser->status_code >= 100 && parser->status_code < 200)
 		return 0;
 	resp->complete = true;
-	/* Stop here: anything after the response is not for us. */
+	/* Pause, because sbxctl sends one request and expects one response. */
 	http_parser_pause(parser, 1);
 	return 0;
 }

@@ -71,8 +71,8 @@ static int set_new(json_t *obj, const char *key, json_t *value)
 
 /*
  * Check that @text is valid UTF-8, as JSON strings must be. json_string()
- * fails both for invalid text and when out of memory; the unchecked
- * variant tells the two apart.
+ * fails both for invalid text and when out of memory, so the unchecked
+ * variant distinguishes the two.
  */
 static int check_utf8(const char *text, const char *what, char *err,
 		      size_t err_len)

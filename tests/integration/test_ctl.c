@@ -438,9 +438,9 @@ Test(ctl, tcp_listener, .timeout = 60)
 }
 
 /*
- * The demo's story: "node --watch" shows serving, then draining after
- * SIGTERM while a sandbox lives; create is refused; stopping the last
- * sandbox lets sbxd exit 0, and the watch ends by itself.
+ * The demo's story. "node --watch" shows serving, then draining after
+ * SIGTERM while a sandbox lives. Create is rejected with 503. Stopping the
+ * last sandbox lets sbxd exit 0, and then the watch ends by itself.
  */
 Test(ctl, watch_follows_drain, .timeout = 180)
 {

@@ -146,7 +146,7 @@ Test(http, roundtrip_over_socketpair)
 	int sv[2];
 
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	/* The answer fits the socket buffer, so it can be queued first. */
+	/* The response fits the socket buffer, so it can be queued first. */
 	cr_assert_eq(write(sv[1], answer, strlen(answer)),
 		     (ssize_t)strlen(answer));
 
