@@ -128,7 +128,7 @@ int gate_drain(struct gate_bpf_args *args)
 		return -EINVAL;
 	old.raw = word_load(st);
 	for (i = 0; i < GATE_BPF_CAS_TRIES; i++) {
-		/* The state only moves forward: serving, draining, forcing. */
+		/* The state only moves forward: serving, draining, forcing, closing. */
 		if (old.draining >= args->state)
 			break;
 		new = old;

@@ -40,12 +40,12 @@ static int check_instance(const char *instance)
 
 static int open_backend(struct gate *gate, const struct gate_ops *ops,
 			enum gate_backend backend,
-			const struct gate_config *config, char *why,
-			size_t why_len)
+			const struct gate_config *config, char *reason,
+			size_t reason_len)
 {
 	int ret;
 
-	ret = ops->open(gate, config, why, why_len);
+	ret = ops->open(gate, config, reason, reason_len);
 	if (ret < 0)
 		return ret;
 	gate->ops = ops;
@@ -56,7 +56,7 @@ static int open_backend(struct gate *gate, const struct gate_ops *ops,
 int gate_open(struct gate *gate, const struct gate_config *config)
 {
 	struct gate_config cfg = *config;
-	char why[192] = "";
+	char reason[192] = "";
 	int ret;
 
 	memset(gate, 0, sizeof(*gate));
@@ -74,24 +74,24 @@ int gate_open(struct gate *gate, const struct gate_config *config)
 	switch (cfg.backend) {
 	case GATE_BACKEND_MEMFD:
 		return open_backend(gate, &gate_memfd_ops, GATE_BACKEND_MEMFD,
-				    &cfg, why, sizeof(why));
+				    &cfg, reason, sizeof(reason));
 	case GATE_BACKEND_BPF:
 		ret = open_backend(gate, &gate_bpf_ops, GATE_BACKEND_BPF, &cfg,
-				   why, sizeof(why));
+				   reason, sizeof(reason));
 		if (ret < 0)
 			snprintf(gate->fallback_reason,
 				 sizeof(gate->fallback_reason),
-				 "BPF unavailable: %s", why);
+				 "BPF unavailable: %s", reason);
 		return ret;
 	case GATE_BACKEND_AUTO:
 		ret = open_backend(gate, &gate_bpf_ops, GATE_BACKEND_BPF, &cfg,
-				   why, sizeof(why));
+				   reason, sizeof(reason));
 		if (!ret)
 			return 0;
 		snprintf(gate->fallback_reason, sizeof(gate->fallback_reason),
-			 "BPF unavailable: %s; using the memfd gate", why);
+			 "BPF unavailable: %s; using the memfd gate", reason);
 		return open_backend(gate, &gate_memfd_ops, GATE_BACKEND_MEMFD,
-				    &cfg, why, sizeof(why));
+				    &cfg, reason, sizeof(reason));
 	}
 	return -EINVAL;
 }

@@ -48,8 +48,9 @@ struct gate_config {
 };
 
 /*
- * Open the gate in serving state. With an explicit BPF backend that cannot
- * load, returns the error and leaves why in fallback_reason.
+ * Open the gate in serving state. When the instance name is invalid or an
+ * explicit BPF backend cannot load, returns the error and writes the
+ * reason into fallback_reason.
  */
 int gate_open(struct gate *gate, const struct gate_config *config);
 /* Remove pins (BPF) and unmap. Safe on a zeroed or already closed gate. */

@@ -24,8 +24,8 @@
 #include "bpf/drain.skel.h"
 
 /*
- * Longest bpffs mount point accepted, so that every pin path and message
- * naming it fits its buffer.
+ * Maximum length of the bpffs mount point path, so that every pin path
+ * and every message that names it fits its buffer.
  */
 #define BPFFS_PATH_MAX 128
 #define ROOT_DIR_MAX (BPFFS_PATH_MAX + sizeof("/sbxd"))
@@ -64,14 +64,14 @@ static struct bpf_gate *bpf_gate(struct gate *gate)
 }
 
 /* Mount bpffs at `path` unless one is already there. */
-static int bpffs_ensure(const char *path, char *why, size_t why_len)
+static int bpffs_ensure(const char *path, char *reason, size_t reason_len)
 {
 	struct statfs fs;
 	int ret;
 
 	if (statfs(path, &fs) < 0) {
 		ret = -errno;
-		snprintf(why, why_len, "bpffs mount point %s: %s", path,
+		snprintf(reason, reason_len, "bpffs mount point %s: %s", path,
 			 strerror(-ret));
 		return ret;
 	}
@@ -79,7 +79,7 @@ static int bpffs_ensure(const char *path, char *why, size_t why_len)
 		return 0;
 	if (mount("bpf", path, "bpf", 0, NULL) < 0) {
 		ret = -errno;
-		snprintf(why, why_len,
+		snprintf(reason, reason_len,
 			 "%s is not bpffs and mounting bpffs there failed: %s",
 			 path, strerror(-ret));
 		return ret;
@@ -87,8 +87,8 @@ static int bpffs_ensure(const char *path, char *why, size_t why_len)
 	return 0;
 }
 
-static int make_dir(const char *path, bool *existed, char *why,
-		    size_t why_len)
+static int make_dir(const char *path, bool *existed, char *reason,
+		    size_t reason_len)
 {
 	int ret;
 
@@ -100,7 +100,7 @@ static int make_dir(const char *path, bool *existed, char *why,
 		*existed = true;
 		return 0;
 	}
-	snprintf(why, why_len, "failed to create %s: %s", path, strerror(-ret));
+	snprintf(reason, reason_len, "failed to create %s: %s", path, strerror(-ret));
 	return ret;
 }
 
@@ -135,7 +135,7 @@ static int unlink_pins(const struct bpf_gate *bg)
  * pins are replaced and the fresh state starts serving.
  */
 static int pin_all(struct gate *gate, const char *bpffs, const char *instance,
-		   char *why, size_t why_len)
+		   char *reason, size_t reason_len)
 {
 	struct bpf_gate *bg = bpf_gate(gate);
 	char path[PIN_PATH_MAX];
@@ -143,28 +143,28 @@ static int pin_all(struct gate *gate, const char *bpffs, const char *instance,
 	int ret;
 
 	if (strlen(bpffs) > BPFFS_PATH_MAX) {
-		snprintf(why, why_len,
+		snprintf(reason, reason_len,
 			 "bpffs path %.32s... is longer than %d bytes", bpffs,
 			 BPFFS_PATH_MAX);
 		return -ENAMETOOLONG;
 	}
-	ret = bpffs_ensure(bpffs, why, why_len);
+	ret = bpffs_ensure(bpffs, reason, reason_len);
 	if (ret < 0)
 		return ret;
 	snprintf(bg->root_dir, sizeof(bg->root_dir), "%.128s/sbxd", bpffs);
 	snprintf(bg->dir, sizeof(bg->dir), "%s/%.64s", bg->root_dir, instance);
-	ret = make_dir(bg->root_dir, &existed, why, why_len);
+	ret = make_dir(bg->root_dir, &existed, reason, reason_len);
 	if (ret < 0)
 		return ret;
 	/* From here on unpin_all() removes whatever this function made. */
 	bg->pinned = true;
-	ret = make_dir(bg->dir, &existed, why, why_len);
+	ret = make_dir(bg->dir, &existed, reason, reason_len);
 	if (ret < 0)
 		return ret;
 	if (existed) {
 		ret = unlink_pins(bg);
 		if (ret < 0) {
-			snprintf(why, why_len,
+			snprintf(reason, reason_len,
 				 "failed to remove stale pins in %s: %s",
 				 bg->dir, strerror(-ret));
 			return ret;
@@ -184,7 +184,7 @@ static int pin_all(struct gate *gate, const char *bpffs, const char *instance,
 	return 0;
 
 err_pin:
-	snprintf(why, why_len, "failed to pin %s: %s", path,
+	snprintf(reason, reason_len, "failed to pin %s: %s", path,
 		 strerror(-ret));
 	return ret;
 }
@@ -207,7 +207,7 @@ static int unpin_all(struct bpf_gate *bg)
 	return ret;
 }
 
-static int load_object(struct bpf_gate *bg, char *why, size_t why_len)
+static int load_object(struct bpf_gate *bg, char *reason, size_t reason_len)
 {
 	int ret;
 
@@ -215,21 +215,23 @@ static int load_object(struct bpf_gate *bg, char *why, size_t why_len)
 	bg->skel = drain_bpf__open();
 	if (!bg->skel) {
 		ret = -errno;
-		snprintf(why, why_len, "opening drain.bpf.o failed: %s",
+		snprintf(reason, reason_len, "opening drain.bpf.o failed: %s",
 			 strerror(-ret));
 		return ret;
 	}
 	ret = drain_bpf__load(bg->skel);
 	if (ret < 0) {
-		snprintf(why, why_len, "loading drain.bpf.o failed: %s",
-			 strerror(-ret));
+		snprintf(reason, reason_len, "loading drain.bpf.o failed: %s%s",
+			 strerror(-ret),
+			 ret == -EPERM ? " (run as root, or with CAP_BPF and "
+					 "CAP_PERFMON)" : "");
 		goto err_destroy;
 	}
 	bg->iter_link = bpf_program__attach_iter(bg->skel->progs.live_vms,
 						 NULL);
 	if (!bg->iter_link) {
 		ret = -errno;
-		snprintf(why, why_len,
+		snprintf(reason, reason_len,
 			 "attaching the live_vms iterator failed: %s",
 			 strerror(-ret));
 		goto err_destroy;
@@ -251,7 +253,7 @@ static void unload_object(struct bpf_gate *bg)
 }
 
 /* Map the array read-only: every write goes through a program. */
-static int map_state(struct bpf_gate *bg, char *why, size_t why_len)
+static int map_state(struct bpf_gate *bg, char *reason, size_t reason_len)
 {
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	int fd = bpf_map__fd(bg->skel->maps.drain_state);
@@ -263,7 +265,7 @@ static int map_state(struct bpf_gate *bg, char *why, size_t why_len)
 	if (bg->map == MAP_FAILED) {
 		ret = -errno;
 		bg->map = NULL;
-		snprintf(why, why_len, "failed to map drain_state: %s",
+		snprintf(reason, reason_len, "failed to map drain_state: %s",
 			 strerror(-ret));
 		return ret;
 	}
@@ -271,25 +273,25 @@ static int map_state(struct bpf_gate *bg, char *why, size_t why_len)
 }
 
 static int bpf_open(struct gate *gate, const struct gate_config *config,
-		    char *why, size_t why_len)
+		    char *reason, size_t reason_len)
 {
 	struct bpf_gate *bg;
 	int ret;
 
 	bg = calloc(1, sizeof(*bg));
 	if (!bg) {
-		snprintf(why, why_len, "out of memory");
+		snprintf(reason, reason_len, "out of memory");
 		return -ENOMEM;
 	}
 	gate->priv = bg;
 
-	ret = load_object(bg, why, why_len);
+	ret = load_object(bg, reason, reason_len);
 	if (ret < 0)
 		goto err_free;
-	ret = map_state(bg, why, why_len);
+	ret = map_state(bg, reason, reason_len);
 	if (ret < 0)
 		goto err_unload;
-	ret = pin_all(gate, config->bpffs, config->instance, why, why_len);
+	ret = pin_all(gate, config->bpffs, config->instance, reason, reason_len);
 	if (ret < 0)
 		goto err_unpin;
 
@@ -437,9 +439,9 @@ const struct gate_ops gate_bpf_ops = {
 #else /* !SBX_HAVE_BPF */
 
 static int bpf_open(struct gate *gate, const struct gate_config *config,
-		    char *why, size_t why_len)
+		    char *reason, size_t reason_len)
 {
-	snprintf(why, why_len,
+	snprintf(reason, reason_len,
 		 "this sbxd was built with SBX_BPF=OFF, without the BPF gate");
 	return -EOPNOTSUPP;
 }

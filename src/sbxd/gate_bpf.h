@@ -12,7 +12,7 @@
 
 /* Bound on compare-and-swap retries inside one program run. */
 #define GATE_BPF_CAS_TRIES 4096
-/* Size of the vmm_pids hash map: the most VMM processes one gate tracks. */
+/* Size of the vmm_pids hash map: maximum VMM processes one gate tracks. */
 #define GATE_BPF_VMM_PIDS_MAX 32768
 
 /*

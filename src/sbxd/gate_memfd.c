@@ -20,7 +20,7 @@ static struct sbxd_drain_state *memfd_state(struct gate *gate)
 }
 
 static int memfd_open(struct gate *gate, const struct gate_config *config,
-		      char *why, size_t why_len)
+		      char *reason, size_t reason_len)
 {
 	size_t len = (size_t)sysconf(_SC_PAGESIZE);
 	void *map;
@@ -29,20 +29,20 @@ static int memfd_open(struct gate *gate, const struct gate_config *config,
 	fd = memfd_create("sbxd-drain-state", MFD_CLOEXEC);
 	if (fd < 0) {
 		ret = -errno;
-		snprintf(why, why_len, "failed to create the memfd: %s",
+		snprintf(reason, reason_len, "failed to create the memfd: %s",
 			 strerror(-ret));
 		return ret;
 	}
 	if (ftruncate(fd, (off_t)len) < 0) {
 		ret = -errno;
-		snprintf(why, why_len, "failed to size the memfd to %zu bytes: %s",
+		snprintf(reason, reason_len, "failed to size the memfd to %zu bytes: %s",
 			 len, strerror(-ret));
 		goto err_close_fd;
 	}
 	map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (map == MAP_FAILED) {
 		ret = -errno;
-		snprintf(why, why_len, "failed to map the memfd: %s",
+		snprintf(reason, reason_len, "failed to map the memfd: %s",
 			 strerror(-ret));
 		goto err_close_fd;
 	}
@@ -116,7 +116,7 @@ static int memfd_drain(struct gate *gate, uint32_t state, uint64_t now_ns)
 
 	old.raw = __atomic_load_n(wordp, __ATOMIC_ACQUIRE);
 	do {
-		/* The state only moves forward: serving, draining, forcing. */
+		/* The state only moves forward: serving, draining, forcing, closing. */
 		if (old.draining >= state)
 			break;
 		new = old;

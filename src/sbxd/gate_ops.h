@@ -25,11 +25,11 @@ _Static_assert(offsetof(struct sbxd_drain_state, inflight_starts) == 4,
 
 struct gate_ops {
 	/*
-	 * Fill gate->state and gate->priv. On failure, write one line that
-	 * says why into `why` (a buffer of `why_len` bytes).
+	 * Fill gate->state and gate->priv. On failure, write the reason as
+	 * one line into `reason` (a buffer of `reason_len` bytes).
 	 */
 	int (*open)(struct gate *gate, const struct gate_config *config,
-		    char *why, size_t why_len);
+		    char *reason, size_t reason_len);
 	int (*close)(struct gate *gate);
 	int (*enter)(struct gate *gate);
 	int (*exit)(struct gate *gate, bool ok);
