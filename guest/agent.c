@@ -5,8 +5,8 @@
  */
 #include "hc.h"
 
-#define CMD_MAX 65536 /* longest command text; matches the exec payload cap */
-#define OUT_MAX 65536 /* longest reply output; matches the exec payload cap */
+#define CMD_MAX 65536 /* maximum command bytes, the exec payload cap */
+#define OUT_MAX 65536 /* maximum reply bytes, the exec payload cap */
 #define PAGE_SIZE 4096
 #define MIB (1024 * 1024)
 
@@ -45,7 +45,7 @@ static void out_u64(uint64_t v)
 		out_append(&digits[n], 1);
 }
 
-/* Parse a decimal number with an optional leading '-'; 0 or -EINVAL. */
+/* Parse a decimal number with an optional leading '-'. Returns 0 or -EINVAL. */
 static int parse_i64(const char *s, int64_t *value)
 {
 	int negative = 0;
@@ -68,7 +68,8 @@ static int parse_i64(const char *s, int64_t *value)
 	return 0;
 }
 
-/* Parse a count argument; on error fill the output and return -EINVAL. */
+/* Parse a count argument. On error, write a message to the output and
+ * return -EINVAL. */
 static int parse_count(const char *verb, const char *arg, uint64_t *count)
 {
 	int64_t v;
@@ -95,7 +96,8 @@ static int cmd_sleep(const char *args)
 
 	if (parse_count("sleep", args, &ms) < 0)
 		return 2;
-	/* A stop request cuts the sleep short; the stop is served next. */
+	/* A stop request cuts the sleep short, and the next WAIT_COMMAND
+	 * delivers the stop. */
 	hc_op(SBX_HC_SLEEP_NS, ms * 1000000, 0, 0);
 	return 0;
 }
@@ -107,11 +109,11 @@ static int cmd_spin(const char *args)
 	if (parse_count("spin", args, &ms) < 0)
 		return 2;
 	deadline = hc_clock_ns() + ms * 1000000;
-	/* Burn CPU at CPL3 between clock reads, one hypercall per ~50k adds. */
+	/* Burn CPU at CPL3 and read the clock (a hypercall) every 50k adds. */
 	while (hc_clock_ns() < deadline) {
 		for (int i = 0; i < 50000; i++) {
 			sink += (uint64_t)i;
-			/* Keep the loop: the compiler must not fold it away. */
+			/* The empty asm keeps the loop from being folded. */
 			__asm__ volatile("" : "+r"(sink));
 		}
 	}
@@ -213,10 +215,9 @@ static void serve(void)
 	int code;
 
 	for (;;) {
-		hc = (struct sbx_hypercall){
-			.op = SBX_HC_WAIT_COMMAND,
-			.arg = { (uint64_t)(uintptr_t)cmd_buf, sizeof(cmd_buf) },
-		};
+		hc = (struct sbx_hypercall){ .op = SBX_HC_WAIT_COMMAND };
+		hc.arg[0] = (uint64_t)(uintptr_t)cmd_buf;
+		hc.arg[1] = sizeof(cmd_buf);
 		len = hc_call(&hc);
 		if (hc.flags == SBX_CMD_STOP) {
 			if (boot->flags & SBX_BOOT_IGNORE_STOP)

@@ -48,7 +48,7 @@ static inline void hc_write(int fd, const char *buf, size_t len)
 __attribute__((noreturn)) static inline void hc_exit(int code)
 {
 	hc_op(SBX_HC_EXIT, (uint64_t)(int64_t)code, 0, 0);
-	/* EXIT does not return; fault if a broken VMM resumes us anyway. */
+	/* EXIT does not return. If a broken VMM resumes us, ud2 ends it. */
 	for (;;)
 		__asm__ volatile("ud2");
 }

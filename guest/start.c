@@ -12,7 +12,7 @@ __asm__(".section .text.start, \"ax\"\n"
 	"	xorl	%ebp, %ebp\n"
 	"	andq	$-16, %rsp\n"
 	"	call	agent_main\n"
-	/* agent_main never returns; if it does, fault so the VMM ends us. */
+	/* agent_main never returns. If it did, ud2 would end the VM. */
 	"	ud2\n"
 	".size _start, . - _start\n"
 	".text\n");

@@ -11,7 +11,7 @@
 
 #include "vmm/vmm.h"
 
-/* One packet in or out; static because the VMM has one thread. */
+/* One packet in or out. Static buffers are safe: sbx-vmm has one thread. */
 static uint8_t rx_buf[SBX_MSG_MAX];
 static uint8_t tx_buf[SBX_MSG_MAX];
 
@@ -75,7 +75,7 @@ static void queue_exec(struct vmm *vmm, const struct sbx_msg *msg,
 	e->len = msg->len;
 	memcpy(e->text, text, msg->len);
 	e->text[msg->len] = '\0';
-	/* NOTE: msg->arg (timeout_ms) is not enforced here; sbxd owns exec
+	/* NOTE: msg->arg (timeout_ms) is not enforced here. sbxd owns exec
 	 * timeouts because a running command cannot be interrupted. */
 	if (vmm->queue_tail)
 		vmm->queue_tail->next = e;

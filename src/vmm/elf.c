@@ -59,7 +59,8 @@ static int check_header(const Elf64_Ehdr *eh, size_t size, char *err,
 	    (size - eh->e_phoff) / sizeof(Elf64_Phdr) < eh->e_phnum)
 		return reject(err, err_size,
 			      "program header table (offset 0x%" PRIx64
-			      ", %u entries) ends beyond the file (%zu bytes); the file is truncated",
+			      ", %u entries) ends beyond the file (%zu bytes); "
+			      "the file is truncated",
 			      (uint64_t)eh->e_phoff, eh->e_phnum, size);
 	return 0;
 }

@@ -8,7 +8,7 @@
 
 struct elf_image {
 	uint64_t entry;	   /* e_entry, inside an executable segment */
-	uint64_t load_end; /* first GPA past the highest segment, 4 KiB aligned */
+	uint64_t load_end; /* first GPA past the last segment, 4 KiB aligned */
 };
 
 /*

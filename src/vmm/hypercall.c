@@ -19,7 +19,7 @@ bool hc_range_ok(uint64_t mem_size, uint64_t gpa, uint64_t len)
 	return gpa <= mem_size && len <= mem_size - gpa;
 }
 
-/* Check a buffer named by a hypercall; end the VM if it leaves RAM. */
+/* Check a buffer named by a hypercall, and end the VM if it leaves RAM. */
 static bool check_buffer(struct vmm *vmm, const char *op, uint64_t gpa,
 			 uint64_t len)
 {
@@ -39,8 +39,9 @@ static void write_all(int fd, const uint8_t *buf, size_t len)
 
 		if (n < 0 && errno == EINTR)
 			continue;
+		/* The console is gone. The guest must not notice. */
 		if (n <= 0)
-			return; /* console gone: the guest must not notice */
+			return;
 		buf += n;
 		len -= (size_t)n;
 	}
@@ -84,7 +85,8 @@ static int64_t give_text(struct vmm *vmm, uint64_t gpa, uint64_t cap,
 	return (int64_t)n;
 }
 
-/* Control mode: an exec was given to the guest and never answered. */
+/* Control mode: send exit code -1 for an exec the guest dropped without
+ * a REPLY. */
 static void fail_running(struct vmm *vmm)
 {
 	static const char msg[] =
@@ -99,8 +101,8 @@ static void fail_running(struct vmm *vmm)
 }
 
 /*
- * Pick what the guest gets next, or NULL to keep waiting. Standalone mode
- * gives the one command, then a stop, then ends the VM if the guest
+ * Pick what the guest gets next. Returns false to keep waiting. Standalone
+ * mode gives the one command, then a stop, then ends the VM if the guest
  * ignored the stop.
  */
 static bool next_command(struct vmm *vmm, const char **text, size_t *len,
@@ -278,7 +280,8 @@ void hc_dispatch(struct vmm *vmm, uint64_t gpa)
 	case SBX_HC_WAIT_COMMAND:
 		hc.flags = 0;
 		ret = hc_wait_command(vmm, &hc);
-		memcpy(vmm->vm.mem + gpa + offsetof(struct sbx_hypercall, flags),
+		memcpy(vmm->vm.mem + gpa +
+			       offsetof(struct sbx_hypercall, flags),
 		       &hc.flags, sizeof(hc.flags));
 		break;
 	case SBX_HC_REPLY:

@@ -16,7 +16,7 @@
 #define PTE_PRESENT (1ull << 0)
 #define PTE_WRITE (1ull << 1)
 #define PTE_USER (1ull << 2)
-#define PTE_HUGE (1ull << 7) /* 2 MiB page in a page directory entry */
+#define PTE_HUGE (1ull << 7) /* page directory entry maps a 2 MiB page */
 
 #define CR0_PE (1ull << 0)
 #define CR0_MP (1ull << 1)
@@ -148,8 +148,10 @@ err:
 	return ret;
 }
 
-/* Identity-map the first 4 GiB with 2 MiB user pages. GPAs above RAM stay
- * mapped so that a stray access ends as a named MMIO exit, not a fault. */
+/*
+ * Identity-map the first 4 GiB with 2 MiB user pages. GPAs above RAM stay
+ * mapped so that a stray access ends as a named MMIO exit, not a fault.
+ */
 static void write_page_tables(struct vm *vm)
 {
 	uint64_t *pml4 = (uint64_t *)(vm->mem + SBX_PML4_GPA);
@@ -238,7 +240,8 @@ int vm_setup_cpu(struct vm *vm, uint64_t entry, uint64_t boot_info,
 	regs.rip = entry;
 	regs.rdi = boot_info;
 	regs.rsp = (vm->mem_size & ~15ull) - 8;
-	regs.rflags = 0x3002; /* IOPL 3 lets CPL3 use port I/O; bit 1 is fixed */
+	/* IOPL 3 lets CPL3 use port I/O. Bit 1 is always set. */
+	regs.rflags = 0x3002;
 	*step = "set the vCPU's registers";
 	if (ioctl(vm->vcpu_fd, KVM_SET_REGS, &regs))
 		return -errno;

@@ -35,7 +35,7 @@ int vm_create(struct vm *vm, uint64_t mem_size, const char **step);
 int vm_setup_cpu(struct vm *vm, uint64_t entry, uint64_t boot_info,
 		 bool cpl0, const char **step);
 
-/* Use `during_run` as the signal mask inside KVM_RUN; 0 or -errno. */
+/* Use `during_run` as the signal mask inside KVM_RUN. Returns 0 or -errno. */
 int vm_set_signal_mask(struct vm *vm, const sigset_t *during_run);
 
 /* Guest RIP now, or 0 when KVM_GET_REGS fails. */

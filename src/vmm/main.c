@@ -222,7 +222,7 @@ static void on_stop_signal(int sig)
 
 /*
  * Block SIGINT and SIGTERM except inside KVM_RUN and ppoll(), where they
- * interrupt the wait. The first one asks the guest to stop; the handler
+ * interrupt the wait. The first one requests a guest stop. The handler
  * then resets, so a second one ends sbx-vmm at once.
  */
 static int setup_signals(struct vmm *vmm)
@@ -245,7 +245,7 @@ static int setup_signals(struct vmm *vmm)
 	return 0;
 }
 
-/* Map the guest file and load it; fills `err` on failure. */
+/* Map the guest file and load it. On failure, `err` names the problem. */
 static int load_guest(struct vmm *vmm, struct elf_image *image, char *err,
 		      size_t err_size)
 {
@@ -302,7 +302,7 @@ static void fill_boot_info(struct vmm *vmm, const struct elf_image *image)
 	memcpy(vmm->vm.mem + SBX_BOOT_INFO_GPA, &bi, sizeof(bi));
 }
 
-/* Create the VM and load the guest; on failure vmm->exit says why. */
+/* Create the VM and load the guest. On failure, vmm->exit records why. */
 static int boot(struct vmm *vmm)
 {
 	struct elf_image image;

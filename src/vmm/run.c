@@ -110,7 +110,8 @@ static void handle_io(struct vmm *vmm)
 	if (run->io.direction != KVM_EXIT_IO_OUT || run->io.size != 4 ||
 	    run->io.count != 1) {
 		vmm_end(vmm, SBX_EXIT_BAD_HYPERCALL, -1, run->io.port,
-			"hypercall port 0x%x used with %s of %u bytes x %u; expected one 4-byte out (outl)",
+			"hypercall port 0x%x used with %s of %u bytes x %u; "
+			"expected one 4-byte out (outl)",
 			SBX_HC_PORT,
 			run->io.direction == KVM_EXIT_IO_OUT ? "out" : "in",
 			run->io.size, run->io.count);
@@ -175,7 +176,7 @@ void vmm_run(struct vmm *vmm)
 	while (!vmm->ended) {
 		if (ioctl(vmm->vm.vcpu_fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
-				/* A signal arrived: turn it into a stop request. */
+				/* A signal arrived: make it a stop request. */
 				ctl_poll(vmm, 0);
 				continue;
 			}

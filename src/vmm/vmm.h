@@ -73,12 +73,12 @@ vmm_log(const struct vmm *vmm, const char *fmt, ...);
 /* Name of an enum sbx_exit_reason value, for messages. */
 const char *vmm_reason_name(uint32_t reason);
 
-/* Record how the guest ended, once; later calls are ignored. */
+/* Record how the guest ended. Only the first call counts. */
 __attribute__((format(printf, 5, 6))) void
 vmm_end(struct vmm *vmm, uint32_t reason, int32_t code, uint64_t address,
 	const char *fmt, ...);
 
-/* Run the vCPU until the guest ends; vmm->exit says how. */
+/* Run the vCPU until the guest ends. vmm->exit records how. */
 void vmm_run(struct vmm *vmm);
 
 /* Exit status for the sbx-vmm process, as defined in vmm_proto.h. */

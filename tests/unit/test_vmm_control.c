@@ -54,7 +54,8 @@ static void send_msg(uint32_t type, uint64_t seq, const char *text)
 	cr_assert_lt(len, 256);
 	msg.len = (uint32_t)len;
 	memcpy(buf, &msg, sizeof(msg));
-	memcpy(buf + sizeof(msg), text, len);
+	if (len)
+		memcpy(buf + sizeof(msg), text, len);
 	cr_assert_eq(send(sock, buf, sizeof(msg) + len, 0),
 		     (ssize_t)(sizeof(msg) + len), "send: %s", strerror(errno));
 }
