@@ -52,9 +52,9 @@ static int libbpf_print(enum libbpf_print_level level, const char *format,
 {
 	const char *debug = getenv("SBXD_DEBUG_BPF");
 
+	/* libbpf's own lines already start with "libbpf: ". */
 	if (!debug || strcmp(debug, "1"))
 		return 0;
-	fputs("libbpf: ", stderr);
 	return vfprintf(stderr, format, args);
 }
 
