@@ -170,6 +170,11 @@ static void handle_exit(struct vmm *vmm)
 	}
 }
 
+/*
+ * NOTE: control messages are read at hypercalls and signals interrupt
+ * KVM_RUN, but a guest that spins without hypercalls never sees a STOP
+ * message. sbxd ends such a guest with SIGKILL after its grace period.
+ */
 void vmm_run(struct vmm *vmm)
 {
 	vmm->started = true;

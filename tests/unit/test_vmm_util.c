@@ -166,8 +166,8 @@ pid_t vmm_spawn_control(const char *const *argv, int *sock, int *err_fd)
 	pid = fork();
 	cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
 	if (pid == 0) {
-		/* dup2 clears FD_CLOEXEC on the copy, so fd 3 survives exec;
-		 * when the socket already is fd 3, clear the flag by hand. */
+		/* dup2 clears FD_CLOEXEC on the copy, so fd 3 survives exec.
+		 * When the socket already is fd 3, clear the flag by hand. */
 		if (sv[1] == 3)
 			fcntl(3, F_SETFD, 0);
 		else
