@@ -11,6 +11,7 @@
 #include "sbxd/api.h"
 #include "sbxd/log.h"
 #include "sbxd/metrics.h"
+#include "sbxd/probes.h"
 #include "sbxd/sbxd.h"
 
 #define EXEC_COMMAND_MAX (SBX_MSG_PAYLOAD_MAX - 1)
@@ -564,6 +565,7 @@ static void handle_create(struct sbxd *d, struct conn *c,
 	}
 	ret = gate_enter(&d->gate);
 	if (ret == -EAGAIN) {
+		PROBE_START_REJECT();
 		api_error(d, c, 503, "draining", RETRY_AFTER,
 			  "sbxd is draining and admits no new sandboxes");
 		goto err_params;
@@ -575,6 +577,7 @@ static void handle_create(struct sbxd *d, struct conn *c,
 			  strerror(-ret));
 		goto err_params;
 	}
+	PROBE_START_ADMIT();
 	ret = sandbox_create(d, &params, c, err, sizeof(err));
 	if (ret) {
 		log_err("failed to create a sandbox: %s", err);

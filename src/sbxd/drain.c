@@ -9,6 +9,7 @@
 
 #include "sbxd/drain.h"
 #include "sbxd/log.h"
+#include "sbxd/probes.h"
 #include "sbxd/sbxd.h"
 
 /* Bound on writing the last responses and reaping killed VMMs at exit. */
@@ -144,6 +145,7 @@ void drain_begin(struct sbxd *d, const char *reason)
 	drain->reason = reason;
 	set_gate_state(d, SBXD_DRAINING);
 	drain->state = SBXD_DRAINING;
+	PROBE_DRAIN_BEGIN(reason);
 	log_info("drain started reason=\"%s\" inflight=%u live=%u", reason,
 		 d->sandboxes.starting, d->sandboxes.live);
 	start_tick(d);
@@ -172,6 +174,7 @@ void drain_force(struct sbxd *d, const char *reason)
 	if (drain->state != SBXD_DRAINING)
 		return;
 	drain->state = SBXD_FORCING;
+	PROBE_FORCE_BEGIN(reason);
 	set_gate_state(d, SBXD_FORCING);
 	loop_timer_cancel(&d->loop, &drain->drain_timer);
 	loop_timer_arm(&d->loop, &drain->force_timer, d->cfg.force_timeout_ms,
@@ -197,6 +200,31 @@ static void log_progress(struct sbxd *d, const struct sbxd_drain_state *st)
 		 (unsigned long long)((now - drain->started_ns) / 1000000ull));
 }
 
+/*
+ * The kernel's own count of KVM VMs held by our VMMs (BPF gate only). It
+ * should be 0 once every VMM is reaped; a VM seen here keeps the drain
+ * waiting.
+ */
+static bool live_vms_remain(struct sbxd *d)
+{
+	int count = gate_count_live_vms(&d->gate);
+	uint64_t now;
+
+	if (count == 0 || count == -EOPNOTSUPP)
+		return false;
+	now = loop_now_ns();
+	if (now - d->drain.last_vm_warn_ns >= 1000000000ull) {
+		d->drain.last_vm_warn_ns = now;
+		if (count > 0)
+			log_warn("drain waits: the kernel still counts %d KVM "
+				 "VMs held by this instance's VMMs", count);
+		else
+			log_warn("failed to count live KVM VMs: %s; not "
+				 "waiting for that count", strerror(-count));
+	}
+	return count > 0;
+}
+
 void drain_check(struct sbxd *d)
 {
 	struct drain *drain = &d->drain;
@@ -216,10 +244,11 @@ void drain_check(struct sbxd *d)
 	if (drain->state == SBXD_FORCING)
 		sandbox_force_stop_all(d, NULL);
 	log_progress(d, &st);
-	if (st.inflight_starts == 0 && st.live == 0 &&
-	    d->sandboxes.unreaped == 0)
-		drain_close(d, drain->state == SBXD_FORCING ?
-			       "forced phase finished" : "all sandboxes ended");
+	if (st.inflight_starts != 0 || st.live != 0 ||
+	    d->sandboxes.unreaped != 0 || live_vms_remain(d))
+		return;
+	drain_close(d, drain->state == SBXD_FORCING ?
+		       "forced phase finished" : "all sandboxes ended");
 }
 
 void drain_on_tick(struct sbxd *d, int res, unsigned int flags)

@@ -19,6 +19,7 @@ struct drain {
 	enum sbxd_node_state state;
 	uint64_t started_ns;
 	uint64_t last_progress_ns;
+	uint64_t last_vm_warn_ns;
 	bool timed_out;		/* the forced phase ran out of time */
 	const char *reason;	/* why the drain started */
 	struct loop_req tick_req;

@@ -94,6 +94,8 @@ static int on_headers_complete(http_parser *p)
 
 	if (r->in_value)
 		header_done(r);
+	if (p->http_major != 1 || p->http_minor > 1)
+		return fail(r, 400, "unsupported HTTP version; use HTTP/1.1");
 	r->req.method = p->method;
 	r->req.keep_alive = http_should_keep_alive(p);
 	r->req.has_length = (p->flags & F_CHUNKED) ||

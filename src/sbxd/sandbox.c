@@ -17,6 +17,7 @@
 
 #include "sbxd/api.h"
 #include "sbxd/log.h"
+#include "sbxd/probes.h"
 #include "sbxd/sandbox.h"
 #include "sbxd/sbxd.h"
 #include "sbxd/spawn.h"
@@ -304,6 +305,10 @@ int sandbox_create(struct sbxd *d, struct sandbox_params *params,
 	d->sandboxes.unreaped++;
 	arm_poll(d, sb->pidfd, &sb->child_req);
 	arm_poll(d, sb->ctl_fd, &sb->ctl_req);
+	ret = gate_track_vmm(&d->gate, sb->pid);
+	if (ret && ret != -EOPNOTSUPP)
+		sb_warn(sb->id, "failed to register pid %d for the live VM "
+			"count: %s", (int)sb->pid, strerror(-ret));
 	sb_info(sb->id, "starting pid=%d memory_mib=%u guest=%s",
 		(int)sb->pid, sb->params.memory_mib, sb->params.guest);
 	return 0;
@@ -314,6 +319,7 @@ err_free:
 	sandbox_free(sb);
 err_gate:
 	gate_exit_logged(d, NULL, false);
+	PROBE_START_FAIL("");
 	return ret;
 }
 
@@ -529,6 +535,7 @@ static void on_ready(struct sbxd *d, struct sandbox *sb)
 	d->sandboxes.live++;
 	gate_exit_logged(d, sb->id, true);
 	publish_live(d);
+	PROBE_START_READY(sb->id);
 	sb_info(sb->id, "created ready_ms=%.3f pid=%d", sb->ready_ms,
 		(int)sb->pid);
 	if (sb->create_conn) {
@@ -671,6 +678,7 @@ static void fail_create(struct sbxd *d, struct sandbox *sb)
 	json_t *error;
 
 	gate_exit_logged(d, sb->id, false);
+	PROBE_START_FAIL(sb->id);
 	if (!sb->create_conn)
 		return;
 	snprintf(console, sizeof(console), "%s/console.log", sb->dir);
@@ -702,6 +710,7 @@ static void trim_ended(struct sbxd *d)
 static void sandbox_reaped(struct sbxd *d, struct sandbox *sb)
 {
 	bool was_ready = sb->ready;
+	int ret;
 
 	read_control(d, sb); /* the EXITED report comes before the exit */
 	sb->state = sandbox_next_state(sb->state, SANDBOX_EV_REAPED);
@@ -725,7 +734,14 @@ static void sandbox_reaped(struct sbxd *d, struct sandbox *sb)
 	else
 		d->sandboxes.starting--;
 
+	ret = gate_untrack_vmm(&d->gate, sb->pid);
+	if (ret && ret != -EOPNOTSUPP && ret != -ENOENT)
+		sb_warn(sb->id, "failed to unregister pid %d from the live VM "
+			"count: %s", (int)sb->pid, strerror(-ret));
 	fill_missing_exit_info(sb);
+	PROBE_SANDBOX_EXIT(sb->id,
+			   sandbox_exit_reason_name(sb->exit_info.reason),
+			   sb->exit_info.exit_code);
 	sb_info(sb->id, "exited reason=%s exit_code=%d rip=0x%llx "
 		"message=\"%s\"", sandbox_exit_reason_name(sb->exit_info.reason),
 		sb->exit_info.exit_code,

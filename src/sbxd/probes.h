@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * USDT probes of provider "sbxd" for bpftrace and perf, for example
+ * `bpftrace -e 'usdt:./sbxd:sbxd:sandbox_exit { printf("%s\n", str(arg0)); }'`.
+ * Arguments: start_ready, start_fail and sandbox_exit take the sandbox id (char *), with
+ * sandbox_exit adding the exit reason (char *) and exit code (int);
+ * drain_begin and force_begin take the reason (char *).
+ */
+#ifndef SBXD_PROBES_H
+#define SBXD_PROBES_H
+
+#include <sys/sdt.h>
+
+#define PROBE_START_ADMIT() DTRACE_PROBE(sbxd, start_admit)
+#define PROBE_START_REJECT() DTRACE_PROBE(sbxd, start_reject)
+#define PROBE_START_READY(id) DTRACE_PROBE1(sbxd, start_ready, id)
+#define PROBE_START_FAIL(id) DTRACE_PROBE1(sbxd, start_fail, id)
+#define PROBE_DRAIN_BEGIN(reason) DTRACE_PROBE1(sbxd, drain_begin, reason)
+#define PROBE_FORCE_BEGIN(reason) DTRACE_PROBE1(sbxd, force_begin, reason)
+#define PROBE_SANDBOX_EXIT(id, reason, code) \
+	DTRACE_PROBE3(sbxd, sandbox_exit, id, reason, code)
+
+#endif
