@@ -1,0 +1,10 @@
+# SPDX-License-Identifier: MIT
+# Unit tests of sbxd's pure logic: configuration, HTTP parsing, JSON
+# bodies and the sandbox state table. They need no KVM, root or bpffs.
+foreach(suite config http api sandbox)
+	sbx_criterion_test(test_sbxd_${suite}
+		SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_sbxd_${suite}.c
+		LIBS sbxd_core
+		LABELS unit
+		TIMEOUT 60)
+endforeach()
