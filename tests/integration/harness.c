@@ -156,10 +156,13 @@ static char **build_env(const char *const extra_env[])
 	return envp;
 }
 
-static bool args_have_instance(const char *const a[])
+static bool args_have(const char *const a[], const char *flag)
 {
+	size_t len = strlen(flag);
+
 	for (size_t i = 0; i < array_len(a); i++)
-		if (strncmp(a[i], "--instance", 10) == 0)
+		if (strncmp(a[i], flag, len) == 0 &&
+		    (a[i][len] == '\0' || a[i][len] == '='))
 			return true;
 	return false;
 }
@@ -176,9 +179,11 @@ static char **build_argv(const struct sbxd_proc *p,
 	if (!argv)
 		return NULL;
 	argv[k++] = bin;
-	argv[k++] = "--state-dir";
-	argv[k++] = (char *)p->state_dir;
-	if (!args_have_instance(extra_args)) {
+	if (!args_have(extra_args, "--state-dir")) {
+		argv[k++] = "--state-dir";
+		argv[k++] = (char *)p->state_dir;
+	}
+	if (!args_have(extra_args, "--instance")) {
 		argv[k++] = "--instance";
 		argv[k++] = (char *)p->instance;
 	}
@@ -338,12 +343,20 @@ static int unix_connect(const char *path, int *fd_out)
 int sbxd_wait_ready(struct sbxd_proc *p, int timeout_ms)
 {
 	int64_t deadline = harness_now_ms() + timeout_ms;
+	char ready_line[sizeof(p->sock_path) + 32];
 	int fd;
 
+	/*
+	 * The socket may accept before sbxd finishes its setup, so wait for
+	 * the line sbxd prints once it serves as well.
+	 */
+	snprintf(ready_line, sizeof(ready_line), "serving on unix:%s",
+		 p->sock_path);
 	for (;;) {
 		if (!sbxd_running(p))
 			return -ECHILD;
-		if (unix_connect(p->sock_path, &fd) == 0) {
+		if (sbxd_log_contains(p, ready_line) &&
+		    unix_connect(p->sock_path, &fd) == 0) {
 			close(fd);
 			return 0;
 		}
@@ -736,7 +749,7 @@ static int remove_entry(const char *path, const struct stat *st, int flag,
 	return 0;
 }
 
-static void remove_tree(const char *path)
+void harness_remove_tree(const char *path)
 {
 	if (path[0] && harness_path_exists(path))
 		nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
@@ -762,12 +775,12 @@ int sbxd_cleanup(struct sbxd_proc *p)
 	if (p->owns_state_dir && !getenv("SBX_ITEST_KEEP")) {
 		snprintf(pin_dir, sizeof(pin_dir), "%s/%s", BPFFS_SBXD,
 			 p->instance);
-		remove_tree(pin_dir);
+		harness_remove_tree(pin_dir);
 	}
 	if (getenv("SBX_ITEST_KEEP"))
 		fprintf(stderr, "harness: kept %s\n", p->dir);
 	else
-		remove_tree(p->dir);
+		harness_remove_tree(p->dir);
 	p->dir[0] = '\0';
 	registry_remove(p);
 	return leftover;

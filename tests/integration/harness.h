@@ -69,12 +69,14 @@ void harness_require_root(const char *why);
 void harness_require_bins(void);
 
 /*
- * Start sbxd with a fresh state dir and wait until its socket accepts.
+ * Start sbxd with a fresh state dir and wait until it serves.
  * extra_args and extra_env are NULL-terminated arrays or NULL. Variables
  * that configure sbxd (SBXD_*, SHUTDOWN_*, FORCE_STOP) are removed from
  * the inherited environment so only extra_env sets them. Unless
  * extra_args has --instance, a unique instance name is passed so that
  * the BPF pin dir never collides with another sbxd on this machine.
+ * With --state-dir in extra_args, the caller's dir is used instead of
+ * p->state_dir, and the caller removes it.
  * Returns -ECHILD when sbxd exited before it was ready.
  */
 int sbxd_start(struct sbxd_proc *p, const char *const extra_args[],
@@ -86,7 +88,10 @@ int sbxd_start_shared(struct sbxd_proc *p, const struct sbxd_proc *owner,
 /* Spawn without waiting; with owner != NULL, share its state dir. */
 int sbxd_spawn(struct sbxd_proc *p, const struct sbxd_proc *owner,
 	       const char *const extra_args[], const char *const extra_env[]);
-/* Wait until the socket accepts a connection, or -ECHILD if sbxd exited. */
+/*
+ * Wait until sbxd logs "serving on unix:SOCK" and the socket accepts a
+ * connection. Returns -ECHILD if sbxd exited first.
+ */
 int sbxd_wait_ready(struct sbxd_proc *p, int timeout_ms);
 
 /* Start and assert success (skips without KVM, fails with the log tail). */
@@ -244,6 +249,8 @@ void sbxd_assert_exit(struct sbxd_proc *p, int timeout_ms, int code);
 /* Milliseconds on CLOCK_MONOTONIC. */
 int64_t harness_now_ms(void);
 void harness_sleep_ms(int ms);
+/* Remove a file or directory tree without following symlinks. */
+void harness_remove_tree(const char *path);
 /* True when path exists (lstat succeeds). */
 bool harness_path_exists(const char *path);
 

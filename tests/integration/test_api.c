@@ -449,6 +449,8 @@ Test(api, garbage_request_400, .timeout = 60)
 	static const char *const garbage[] = {
 		"GARBAGE\r\n\r\n",
 		"GET /v1/node HTTP/9.9\r\n\r\n",
+		"GET /v1/node HTTP/1.1\r\nHost sbxd\r\n\r\n",
+		"\x01\x02\x03\xff\r\n\r\n",
 		"GET /v1/node HTTP/1.1\r\nContent-Length: x\r\n\r\n",
 	};
 	struct http_resp resp;
@@ -724,11 +726,11 @@ Test(api, node_and_healthz, .timeout = 60)
 {
 	static const char *const counters[] = {
 		"inflight_starts", "live", "sandboxes", "admitted", "rejected",
-		"started", "failed", "draining_for_ms", "max_sandboxes", "pid",
+		"started", "failed", "max_sandboxes", "pid",
 	};
 	struct http_resp resp;
+	json_t *node, *draining_for;
 	const char *gate;
-	json_t *node;
 	char id[80];
 	int status;
 
@@ -741,8 +743,12 @@ Test(api, node_and_healthz, .timeout = 60)
 	cr_assert_eq(json_integer_value(json_object_get(node, "pid")),
 		     sbxd.pid);
 	cr_assert_eq(json_integer_value(json_object_get(node, "live")), 0);
-	cr_assert_eq(json_integer_value(json_object_get(node,
-							"draining_for_ms")), 0);
+	/* No drain yet: null or 0 both say so. */
+	draining_for = json_object_get(node, "draining_for_ms");
+	cr_assert(json_is_null(draining_for) ||
+			  (json_is_integer(draining_for) &&
+			   json_integer_value(draining_for) == 0),
+		  "draining_for_ms is neither null nor 0 while serving");
 	gate = json_str(node, "gate");
 	cr_assert(strcmp(gate, "bpf") == 0 || strcmp(gate, "memfd") == 0,
 		  "/v1/node gate is \"%s\", expected bpf or memfd", gate);
@@ -1062,7 +1068,8 @@ Test(api, many_sandboxes, .timeout = 90)
 		for (int j = 0; j < i; j++)
 			cr_assert_str_neq(ids[i], ids[j], "duplicate id %s",
 					  ids[i]);
-		snprintf(path, sizeof(path), "/v1/sandboxes/%s", ids[i]);
+		cr_assert_lt(snprintf(path, sizeof(path), "/v1/sandboxes/%s",
+				      ids[i]), (int)sizeof(path));
 		status = http_request(&sbxd, "DELETE", path, NULL, &resp);
 		cr_assert_eq(status, 200, "DELETE %s: %d", ids[i], status);
 		http_resp_free(&resp);
@@ -1099,4 +1106,29 @@ Test(api, tcp_listen_serves, .timeout = 60)
 	http_resp_free(&resp);
 	cr_assert(sbxd_log_contains(&sbxd, port_text),
 		  "the log does not name the TCP port %d", port);
+}
+
+Test(api, idle_conn_closed, .timeout = 30)
+{
+	static const char *const args[] = { "--idle-timeout", "1s", NULL };
+	struct http_resp resp;
+	struct http_conn idle, used;
+	int status;
+
+	sbxd_start_checked(&sbxd, args, NULL);
+	cr_assert_eq(http_connect(&sbxd, &idle), 0);
+	cr_assert_eq(http_connect(&sbxd, &used), 0);
+	status = http_conn_request(&used, "GET", "/healthz", NULL, &resp);
+	cr_assert_eq(status, 200);
+	http_resp_free(&resp);
+
+	/* Idle clients must not hold connection slots forever. */
+	cr_assert_eq(http_wait_closed(&idle, 10000), 1,
+		     "a connection that never sent a byte is still open 10 s "
+		     "after --idle-timeout 1s");
+	cr_assert_eq(http_wait_closed(&used, 10000), 1,
+		     "an idle kept-alive connection is still open 10 s after "
+		     "--idle-timeout 1s");
+	http_close(&idle);
+	http_close(&used);
 }

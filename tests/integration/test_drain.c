@@ -186,9 +186,10 @@ Test(drain, open_ops_still_work, .timeout = 90)
 	assert_no_vmm("after the drain");
 }
 
-Test(drain, admitted_start_finishes, .timeout = 90)
+static void check_admitted_start(const char *gate)
 {
-	static const char *const args[] = { "--stop-grace", "1s", NULL };
+	const char *const args[] = { "--stop-grace", "1s", "--gate", gate,
+				     NULL };
 	struct http_async slow;
 	struct http_resp resp;
 	char path[160];
@@ -230,6 +231,16 @@ Test(drain, admitted_start_finishes, .timeout = 90)
 	sbxd_assert_exit(&sbxd, EXIT_BOUND_MS, 0);
 	assert_lock_removed();
 	assert_no_vmm("after the drain");
+}
+
+Test(drain, admitted_start_finishes, .timeout = 90)
+{
+	check_admitted_start("auto");
+}
+
+Test(drain, admitted_start_memfd_gate, .timeout = 90)
+{
+	check_admitted_start("memfd");
 }
 
 Test(drain, no_timeout_waits, .timeout = 90)
@@ -480,6 +491,8 @@ Test(drain, sigint_then_sigterm_forces, .timeout = 60)
 
 Test(drain, sigkill_leaves_no_vmm, .timeout = 60)
 {
+	static struct http_async slow;
+	struct http_resp resp;
 	char ids[3][80], desc[512];
 	int status, count;
 
@@ -489,9 +502,119 @@ Test(drain, sigkill_leaves_no_vmm, .timeout = 60)
 			  sizeof(ids[i]));
 	cr_assert_eq(sbxd_count_vmms(&sbxd, desc, sizeof(desc)), 3,
 		     "expected 3 VMMs before SIGKILL, found: %s", desc);
+	/* A VMM still starting must die with sbxd too. */
+	cr_assert_eq(http_request_start(&slow, &sbxd, "POST", "/v1/sandboxes",
+					"{\"boot_delay_ms\":3000}"), 0);
+	cr_assert_eq(sbx_wait_inflight(&sbxd, 1, 5000), 0);
 	send_signal(SIGKILL);
 	cr_assert_eq(sbxd_wait_exit(&sbxd, 5000, &status), 0);
 	count = sbxd_wait_no_vmms(&sbxd, 5000, desc, sizeof(desc));
 	cr_assert_eq(count, 0, "%d VMM(s) outlived a SIGKILLed sbxd by 5 s: "
 		     "%s", count, desc);
+	cr_assert_lt(http_request_join(&slow, &resp), 0,
+		     "a create got a response from a SIGKILLed sbxd");
+	http_resp_free(&resp);
+}
+
+#define RACERS 8
+
+/*
+ * Creates racing SIGTERM on kept-alive connections that sbxd has already
+ * accepted (each served a request first), with the create sent in full
+ * before the signal. Each must get 201 or 503, every 201 sandbox must be
+ * listed and keep the drain open, and the node's counters must agree.
+ */
+static void check_racing_creates(const char *gate, int delay_ms)
+{
+	const char *const args[] = { "--stop-grace", "1s", "--gate", gate,
+				     NULL };
+	static const char create[] =
+		"POST /v1/sandboxes HTTP/1.1\r\nHost: sbxd\r\n"
+		"Content-Length: 21\r\n\r\n{\"boot_delay_ms\":200}";
+	static struct http_conn conns[RACERS];
+	int status[RACERS], created = 0, rejected = 0;
+	char ids[RACERS][80];
+	json_int_t admitted, started, refused;
+	struct http_resp resp;
+	json_t *node;
+
+	sbxd_start_checked(&sbxd, args, NULL);
+	for (int i = 0; i < RACERS; i++) {
+		cr_assert_eq(http_connect(&sbxd, &conns[i]), 0);
+		cr_assert_eq(http_conn_request(&conns[i], "GET", "/healthz",
+					       NULL, &resp), 200);
+		http_resp_free(&resp);
+	}
+	for (int i = 0; i < RACERS; i++)
+		cr_assert_eq(http_send_raw(&conns[i], create,
+					   sizeof(create) - 1), 0);
+	harness_sleep_ms(delay_ms);
+	send_signal(SIGTERM);
+
+	for (int i = 0; i < RACERS; i++) {
+		status[i] = http_read_response(&conns[i], &resp);
+		cr_assert(status[i] == 201 || status[i] == 503,
+			  "create %d sent before SIGTERM: expected 201 or 503, "
+			  "got %d (%s)", i, status[i],
+			  status[i] > 0 ? resp.body : strerror(-status[i]));
+		ids[i][0] = '\0';
+		if (status[i] == 201) {
+			created++;
+			snprintf(ids[i], sizeof(ids[i]), "%s",
+				 json_str(resp.json, "id"));
+		} else {
+			rejected++;
+		}
+		http_resp_free(&resp);
+		http_close(&conns[i]);
+	}
+	if (created == 0) {
+		sbxd_assert_exit(&sbxd, EXIT_BOUND_MS, 0);
+		return;
+	}
+
+	node = sbx_node(&sbxd);
+	admitted = json_integer_value(json_object_get(node, "admitted"));
+	started = json_integer_value(json_object_get(node, "started"));
+	refused = json_integer_value(json_object_get(node, "rejected"));
+	cr_assert_str_eq(json_str(node, "state"), "draining");
+	json_decref(node);
+	cr_assert_eq(admitted, created, "admitted %lld, but %d creates got 201",
+		     (long long)admitted, created);
+	cr_assert_eq(started, created);
+	cr_assert_eq(refused, rejected, "rejected %lld, but %d creates got 503",
+		     (long long)refused, rejected);
+	cr_assert(sbxd_running(&sbxd),
+		  "sbxd exited with %d sandboxes created during the drain",
+		  created);
+	cr_assert_eq(node_int("live"), created);
+	for (int i = 0; i < RACERS; i++) {
+		json_t *sb;
+
+		if (status[i] != 201)
+			continue;
+		sb = sbx_get(&sbxd, ids[i]);
+		cr_assert_str_eq(json_str(sb, "state"), "running");
+		json_decref(sb);
+	}
+	node = force_stop();
+	cr_assert_eq(json_integer_value(json_object_get(node, "requested")),
+		     created);
+	json_decref(node);
+	sbxd_assert_exit(&sbxd, EXIT_BOUND_MS, 0);
+	assert_no_vmm("after the racing drain");
+}
+
+Test(drain, creates_race_sigterm, .timeout = 90)
+{
+	check_racing_creates("auto", 0);
+	sbxd_cleanup(&sbxd);
+	check_racing_creates("auto", 100);
+}
+
+Test(drain, creates_race_sigterm_memfd, .timeout = 90)
+{
+	check_racing_creates("memfd", 0);
+	sbxd_cleanup(&sbxd);
+	check_racing_creates("memfd", 100);
 }

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <criterion/criterion.h>
 
@@ -227,6 +228,43 @@ Test(lock, bad_config_exits_2, .timeout = 120)
 			  "%s: a usage error left the lock file", what);
 		sbxd_cleanup(&first);
 	}
+}
+
+/* A state dir whose sbxd.sock path does not fit in sun_path (108 bytes). */
+static char long_dir[PATH_MAX];
+
+static void remove_long_dir(void)
+{
+	char top[PATH_MAX];
+
+	harness_fini();
+	if (!long_dir[0])
+		return;
+	/* Remove from the mkdtemp dir, the first component under /tmp. */
+	snprintf(top, sizeof(top), "%.*s", (int)strlen("/tmp/sbxd-itest-XXXXXX"),
+		 long_dir);
+	harness_remove_tree(top);
+	long_dir[0] = '\0';
+}
+
+Test(lock, long_state_dir_exits_2, .timeout = 30, .fini = remove_long_dir)
+{
+	const char *args[] = { "--state-dir", long_dir, NULL };
+	size_t len;
+
+	harness_require_bins();
+	snprintf(long_dir, sizeof(long_dir), "/tmp/sbxd-itest-XXXXXX");
+	cr_assert(mkdtemp(long_dir), "mkdtemp: %s", strerror(errno));
+	strcat(long_dir, "/");
+	len = strlen(long_dir);
+	memset(long_dir + len, 'd', 100);
+	long_dir[len + 100] = '\0';
+	cr_assert_eq(mkdir(long_dir, 0700), 0, "mkdir: %s", strerror(errno));
+
+	cr_assert_eq(sbxd_spawn(&first, NULL, args, NULL), 0);
+	sbxd_assert_exit(&first, EXIT_BOUND_MS, 2);
+	cr_assert(sbxd_log_contains(&first, "--state-dir"),
+		  "the error does not name --state-dir");
 }
 
 Test(lock, help_lists_flags_and_env, .timeout = 30)
