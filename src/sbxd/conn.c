@@ -241,7 +241,7 @@ static void respond_reader_error(struct sbxd *d, struct conn *c)
 		  NULL, "invalid HTTP request: %s", r->error_message);
 }
 
-/* Parse buffered input; then wait for more, respond or hand over. */
+/* Parse buffered input, then wait for more, respond or hand over. */
 static void process_input(struct sbxd *d, struct conn *c)
 {
 	struct http_reader *r = &c->reader;

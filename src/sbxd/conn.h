@@ -82,9 +82,9 @@ void conn_on_recv(struct sbxd *d, struct loop_req *req, int res);
 void conn_on_send(struct sbxd *d, struct loop_req *req, int res);
 
 /*
- * Send a response to the request the connection is waiting on. body is
- * JSON unless content_type says otherwise; extra_headers is NULL or
- * complete "Name: value\r\n" lines.
+ * Send a response to the request the connection is waiting on. The body
+ * is JSON unless content_type names another type. extra_headers is NULL
+ * or complete "Name: value\r\n" lines.
  */
 void conn_respond(struct sbxd *d, struct conn *c, int status,
 		  const char *content_type, const char *body, size_t len,

@@ -46,7 +46,7 @@ int drain_init(struct sbxd *d)
 	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
 		goto err_free;
 	signal(SIGPIPE, SIG_IGN);
-	d->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	d->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC);
 	if (d->signal_fd < 0)
 		goto err_free;
 	return 0;
@@ -201,9 +201,9 @@ static void log_progress(struct sbxd *d, const struct sbxd_drain_state *st)
 }
 
 /*
- * The kernel's own count of KVM VMs held by our VMMs (BPF gate only). It
- * should be 0 once every VMM is reaped; a VM seen here keeps the drain
- * waiting.
+ * Check the kernel's own count of KVM VMs held by our VMMs (BPF gate
+ * only). It should be 0 once every VMM is reaped, and a VM counted here
+ * keeps the drain waiting.
  */
 static bool live_vms_remain(struct sbxd *d)
 {

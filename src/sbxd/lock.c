@@ -99,7 +99,7 @@ int lock_release(const char *state_dir, int fd, bool remove_file)
 	int ret = 0;
 
 	snprintf(path, sizeof(path), "%s/sbxd.lock", state_dir);
-	/* Unlink while holding the lock so no successor sees a stale file. */
+	/* Unlink while holding the lock, so no successor finds a stale file. */
 	if (remove_file && unlink(path) < 0)
 		ret = -errno;
 	if (fd >= 0)

@@ -90,7 +90,7 @@ static void timer_rearm(struct loop *loop)
 		loop_set_req(sqe, &loop->timer_req);
 	}
 	loop->kernel_deadline_ns = first->deadline_ns;
-	/* The kernel copies the timespec at submit; submit before reuse. */
+	/* The kernel copies the timespec at submit, so submit before reuse. */
 	io_uring_submit(&loop->ring);
 }
 
@@ -118,7 +118,7 @@ void loop_timer_arm(struct loop *loop, struct timer *timer, uint64_t ms,
 
 void loop_timer_cancel(struct loop *loop, struct timer *timer)
 {
-	/* A pending kernel timeout may still fire; it finds nothing due. */
+	/* A pending kernel timeout may still fire and then finds nothing due. */
 	if (!timer->armed)
 		return;
 	TAILQ_REMOVE(&loop->timers, timer, link);

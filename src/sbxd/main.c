@@ -51,7 +51,7 @@ static int close_leftovers(struct sbxd *d)
 	return sandbox_remove_leftovers(d->cfg.state_dir);
 }
 
-/* Run the closers in reverse order of opening; returns how many failed. */
+/* Run the closers in reverse order of opening and return how many failed. */
 static int run_closers(struct sbxd *d)
 {
 	int failed = 0;

@@ -2,8 +2,8 @@
 /*
  * USDT probes of provider "sbxd" for bpftrace and perf, for example
  * `bpftrace -e 'usdt:./sbxd:sbxd:sandbox_exit { printf("%s\n", str(arg0)); }'`.
- * Arguments: start_ready, start_fail and sandbox_exit take the sandbox id (char *), with
- * sandbox_exit adding the exit reason (char *) and exit code (int);
+ * start_ready, start_fail and sandbox_exit take the sandbox id (char *).
+ * sandbox_exit adds the exit reason (char *) and the exit code (int).
  * drain_begin and force_begin take the reason (char *).
  */
 #ifndef SBXD_PROBES_H

@@ -165,7 +165,7 @@ static int remove_entry(const char *path, const struct stat *st, int type,
 	return 0;
 }
 
-/* Remove everything below dir; dir itself too unless keep_root. */
+/* Remove everything below dir, and dir itself unless keep_root. */
 static int remove_tree(const char *dir, bool keep_root)
 {
 	int ret = nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
@@ -214,7 +214,8 @@ static void sandbox_remove(struct sbxd *d, struct sandbox *sb)
 	int ret;
 
 	if (!sb->reaped || sb->removed) {
-		log_err("BUG: remove of sandbox %s in state %s refused", sb->id,
+		log_err("BUG: sandbox %s in state %s cannot be removed before "
+			"its VMM is reaped", sb->id,
 			sandbox_state_name(sb->state));
 		return;
 	}
@@ -343,9 +344,10 @@ static int send_msg(struct sandbox *sb, uint32_t type, uint64_t seq,
 	if (len > SBX_MSG_PAYLOAD_MAX)
 		return -EMSGSIZE;
 	/*
-	 * NOTE: a full socket buffer fails the send with -EAGAIN instead of
-	 * queueing it; with at most one message per API request in flight
-	 * and SEQPACKET buffers of 200 KiB this has not been seen.
+	 * NOTE: a full socket buffer fails the send with -EAGAIN, and the
+	 * request gets 500, because nothing queues it for later. Each API
+	 * request sends at most one message, so this needs a VMM that
+	 * stopped reading its control socket.
 	 */
 	if (sendmsg(sb->ctl_fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
 		return -errno;
@@ -355,7 +357,8 @@ static int send_msg(struct sandbox *sb, uint32_t type, uint64_t seq,
 static void force_target_failed(struct sbxd *d, struct sandbox *sb,
 				const char *error);
 
-static int sandbox_kill(struct sbxd *d, struct sandbox *sb, const char *why)
+static int sandbox_kill(struct sbxd *d, struct sandbox *sb,
+			const char *reason)
 {
 	int next = sandbox_next_state(sb->state, SANDBOX_EV_KILL);
 
@@ -374,7 +377,7 @@ static int sandbox_kill(struct sbxd *d, struct sandbox *sb, const char *why)
 	}
 	sb->kill_sent = true;
 	sb->state = next;
-	sb_info(sb->id, "killed pid=%d reason=\"%s\"", (int)sb->pid, why);
+	sb_info(sb->id, "killed pid=%d reason=\"%s\"", (int)sb->pid, reason);
 	return 0;
 }
 
@@ -584,7 +587,7 @@ static void handle_msg(struct sbxd *d, struct sandbox *sb, const char *data,
 	}
 }
 
-/* Read every queued control message; false once the VMM closed its end. */
+/* Read every queued control message. Returns false once the VMM closed. */
 static bool read_control(struct sbxd *d, struct sandbox *sb)
 {
 	static char data[SBX_MSG_MAX] __attribute__((aligned(8)));

@@ -148,8 +148,8 @@ struct sandbox *sandbox_find(struct sbxd *d, const char *id);
 void sandbox_params_free(struct sandbox_params *params);
 
 /*
- * Spawn a VMM for params (taken over, also on failure) and answer conn
- * with 201 once the guest is ready or 500 if it fails first. The caller
+ * Spawn a VMM for params (taken over, also on failure) and respond on
+ * conn with 201 once the guest is ready, or 500 if it fails first. The caller
  * has passed the gate. Returns 0 or a negative errno with msg filled; the
  * gate is exited on failure.
  */

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* Fork and exec of sbx-vmm with the control socket on fd 3. */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -26,7 +27,10 @@ child_exec(const char *vmm, char *const argv[], int ctl_fd, int console_fd,
 	static const char exec_failed[] = "sbxd: failed to exec sbx-vmm\n";
 	sigset_t empty;
 
-	/* Die with sbxd; if it already died, the parent changed. */
+	/*
+	 * Die with sbxd. If sbxd died before the prctl, the parent has
+	 * changed already and the child must not run on.
+	 */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
 		_exit(SBX_VMM_STATUS_ERROR);
 
@@ -41,13 +45,16 @@ child_exec(const char *vmm, char *const argv[], int ctl_fd, int console_fd,
 		_exit(SBX_VMM_STATUS_ERROR);
 	}
 
+	/* Descriptors sbxd inherited without close-on-exec stop here. */
+	close_range(SBX_CTL_FD + 1, ~0U, 0);
+
 	sigemptyset(&empty);
 	sigprocmask(SIG_SETMASK, &empty, NULL);
 	signal(SIGPIPE, SIG_DFL);
 
 	execv(vmm, argv);
 	if (write(STDERR_FILENO, exec_failed, sizeof(exec_failed) - 1) < 0) {
-		/* The exit status says it too. */
+		/* Exit status 127 reports the failure as well. */
 	}
 	_exit(127);
 }
