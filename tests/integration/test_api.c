@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,7 +116,7 @@ Test(api, round_trip, .timeout = 60)
 {
 	struct http_resp resp;
 	json_t *sb, *list, *meta, *exit_info;
-	char id[80], path[160], *out = NULL;
+	char id[80], path[160], sandbox_dir[PATH_MAX + 96], *out = NULL;
 	json_int_t pid, code = -1;
 	int status;
 
@@ -197,6 +198,10 @@ Test(api, round_trip, .timeout = 60)
 	list = list_sandboxes();
 	cr_assert_null(list_find(list, id), "deleted %s is still listed", id);
 	json_decref(list);
+	snprintf(sandbox_dir, sizeof(sandbox_dir), "%s/sandboxes/%s",
+		 sbxd.state_dir, id);
+	cr_assert(!harness_path_exists(sandbox_dir), "DELETE left %s",
+		  sandbox_dir);
 }
 
 Test(api, delete_running_kills, .timeout = 60)
@@ -1131,4 +1136,29 @@ Test(api, idle_conn_closed, .timeout = 30)
 		     "--idle-timeout 1s");
 	http_close(&idle);
 	http_close(&used);
+}
+
+Test(api, exec_output_escapes, .timeout = 60)
+{
+	static const char *const texts[] = {
+		"a\"b\\c",
+		"caf\xc3\xa9 \xe4\xb8\xad",
+		"tab\there",
+		"line\nnext",
+		"ctl\x01\x1f",
+	};
+	char id[80], command[128], *out = NULL;
+	json_int_t code;
+
+	sbxd_start_checked(&sbxd, NULL, NULL);
+	cr_assert_eq(sbx_create(&sbxd, CREATE_BODY, id, sizeof(id)), 201);
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		snprintf(command, sizeof(command), "echo %s", texts[i]);
+		cr_assert_eq(sbx_exec(&sbxd, id, command, &out, &code), 200,
+			     "exec %zu", i);
+		cr_assert_str_eq(out ? out : "(null)", texts[i],
+				 "echo did not return its text %zu unchanged",
+				 i);
+		free(out);
+	}
 }

@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -245,7 +246,7 @@ Test(drain, admitted_start_memfd_gate, .timeout = 90)
 
 Test(drain, no_timeout_waits, .timeout = 90)
 {
-	char id[80], path[160], *last;
+	char id[80], path[160], sandbox_dir[PATH_MAX + 96], *last;
 	struct http_resp resp;
 	int status;
 
@@ -269,6 +270,10 @@ Test(drain, no_timeout_waits, .timeout = 90)
 
 	sbxd_assert_exit(&sbxd, EXIT_BOUND_MS, 0);
 	assert_lock_removed();
+	snprintf(sandbox_dir, sizeof(sandbox_dir), "%s/sandboxes/%s",
+		 sbxd.state_dir, id);
+	cr_assert(!harness_path_exists(sandbox_dir),
+		  "a clean drain left the sandbox dir %s", sandbox_dir);
 	last = sbxd_log_last_line(&sbxd);
 	cr_assert(last && strstr(last, "exiting status=0"),
 		  "last log line is \"%s\"", last ? last : "");
@@ -617,4 +622,137 @@ Test(drain, creates_race_sigterm_memfd, .timeout = 90)
 	check_racing_creates("memfd", 0);
 	sbxd_cleanup(&sbxd);
 	check_racing_creates("memfd", 100);
+}
+
+/* The whole text of a file (free() it), or NULL with errno set. */
+static char *read_text(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	size_t cap = 0;
+	char *text = NULL;
+
+	if (!f)
+		return NULL;
+	if (getdelim(&text, &cap, '\0', f) < 0) {
+		free(text);
+		text = strdup("");
+	}
+	fclose(f);
+	return text;
+}
+
+/* The pinned drain_state value as bpftool prints it, or NULL. */
+static json_t *dump_drain_map(const char *pin)
+{
+	char cmd[PATH_MAX + 64];
+	json_t *dump, *value;
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd), "bpftool -j map dump pinned %s", pin);
+	f = popen(cmd, "r");
+	if (!f)
+		return NULL;
+	dump = json_loadf(f, 0, NULL);
+	pclose(f);
+	value = json_object_get(json_object_get(json_array_get(dump, 0),
+						"formatted"), "value");
+	json_incref(value);
+	json_decref(dump);
+	return value;
+}
+
+Test(drain, bpf_map_during_drain, .timeout = 60)
+{
+	char id[80], pin_dir[PATH_MAX], pin[PATH_MAX + 32], want[32];
+	json_int_t pid;
+	json_t *node, *map, *sb;
+	char *vms;
+	bool bpf;
+
+	harness_require_root("reads the pinned BPF map with bpftool");
+	sbxd_start_checked(&sbxd, NULL, NULL);
+	node = sbx_node(&sbxd);
+	bpf = strcmp(json_str(node, "gate"), "bpf") == 0;
+	json_decref(node);
+	if (!bpf)
+		cr_skip_test("skipped: sbxd fell back to the memfd gate");
+
+	create_ok(CREATE_BODY, id, sizeof(id));
+	sb = sbx_get(&sbxd, id);
+	pid = json_integer_value(json_object_get(sb, "pid"));
+	json_decref(sb);
+	send_signal(SIGTERM);
+	wait_draining();
+
+	snprintf(pin_dir, sizeof(pin_dir), "/sys/fs/bpf/sbxd/%s", sbxd.instance);
+	snprintf(pin, sizeof(pin), "%s/drain_state", pin_dir);
+	map = dump_drain_map(pin);
+	cr_assert(json_is_object(map), "bpftool could not dump %s", pin);
+	cr_assert_eq(json_integer_value(json_object_get(map, "draining")), 1,
+		     "map draining is not 1 during the drain");
+	cr_assert_eq(json_integer_value(json_object_get(map, "live")), 1);
+	cr_assert_eq(json_integer_value(json_object_get(map,
+							"inflight_starts")), 0);
+	cr_assert_neq(json_integer_value(json_object_get(map,
+							 "drain_started_ns")), 0);
+	json_decref(map);
+
+	/* The kernel's own view: the VMM holds one KVM VM file. */
+	snprintf(pin, sizeof(pin), "%s/live_vms", pin_dir);
+	vms = read_text(pin);
+	cr_assert(vms, "cannot read %s: %s", pin, strerror(errno));
+	snprintf(want, sizeof(want), "%lld ", (long long)pid);
+	cr_assert(vms && strstr(vms, want), "live_vms does not list VMM %lld: "
+		  "\"%s\"", (long long)pid, vms ? vms : "");
+	free(vms);
+
+	json_decref(force_stop());
+	sbxd_assert_exit(&sbxd, EXIT_BOUND_MS, 0);
+	cr_assert(!harness_path_exists(pin_dir),
+		  "clean exit left the BPF pin dir %s", pin_dir);
+}
+
+/*
+ * With a 1 h --drain-poll the waiter tick never fires during the test, so
+ * only the child-exit and start-ready completions can move the drain on.
+ */
+Test(drain, slow_poll_exit_prompt, .timeout = 60)
+{
+	static const char *const args[] = { "--drain-poll", "1h", NULL };
+	struct http_resp resp;
+	char id[80], path[160];
+	int status;
+
+	sbxd_start_checked(&sbxd, args, NULL);
+	create_ok(CREATE_BODY, id, sizeof(id));
+	send_signal(SIGTERM);
+	wait_draining();
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/stop", id);
+	status = http_request(&sbxd, "POST", path, "{}", &resp);
+	cr_assert_eq(status, 200, "stop: %d", status);
+	http_resp_free(&resp);
+	sbxd_assert_exit(&sbxd, EXIT_BOUND_MS, 0);
+}
+
+Test(drain, slow_poll_forced_start, .timeout = 60)
+{
+	static const char *const args[] = {
+		"--drain-poll", "1h", "--force-stop", "--stop-grace", "1s",
+		"--force-timeout", "15s", NULL,
+	};
+	struct http_async slow;
+	struct http_resp resp;
+	int status;
+
+	sbxd_start_checked(&sbxd, args, NULL);
+	cr_assert_eq(http_request_start(&slow, &sbxd, "POST", "/v1/sandboxes",
+					"{\"boot_delay_ms\":1000}"), 0);
+	cr_assert_eq(sbx_wait_inflight(&sbxd, 1, 5000), 0);
+	send_signal(SIGTERM);
+	status = http_request_join(&slow, &resp);
+	cr_assert_eq(status, 201, "start admitted before SIGTERM: %d", status);
+	http_resp_free(&resp);
+	/* The forced phase must also stop the start that became ready. */
+	sbxd_assert_exit(&sbxd, EXIT_BOUND_MS, 0);
+	assert_no_vmm("after the forced drain");
 }
