@@ -242,6 +242,7 @@ static int start(struct sbxd *d)
 
 static int parse_config(struct sbxd *d, int argc, char **argv)
 {
+	struct sockaddr_un sun;
 	char err[512];
 	int ret;
 
@@ -255,10 +256,13 @@ static int parse_config(struct sbxd *d, int argc, char **argv)
 		fprintf(stderr, "sbxd: %s\n", err);
 		return ret;
 	}
+	/* The socket path must fit sockaddr_un.sun_path with its NUL. */
 	if ((size_t)snprintf(d->sock_path, sizeof(d->sock_path), "%s/sbxd.sock",
-			     d->cfg.state_dir) >= sizeof(d->sock_path)) {
-		fprintf(stderr, "sbxd: state dir %s is too long; pass a shorter "
-			"--state-dir\n", d->cfg.state_dir);
+			     d->cfg.state_dir) >= sizeof(sun.sun_path)) {
+		fprintf(stderr, "sbxd: state dir %s is too long: the socket path "
+			"%s/sbxd.sock exceeds %zu bytes; pass a shorter "
+			"--state-dir\n", d->cfg.state_dir, d->cfg.state_dir,
+			sizeof(sun.sun_path) - 1);
 		return -ENAMETOOLONG;
 	}
 	log_max_level = d->cfg.log_level;
