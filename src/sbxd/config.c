@@ -595,6 +595,11 @@ int config_resolve(struct config *cfg, char *err, size_t errlen)
 			return ret;
 		}
 	}
+	if (access(cfg->vmm, X_OK) < 0) {
+		snprintf(err, errlen, "VMM %s is not executable: %s; build it "
+			 "or pass --vmm PATH", cfg->vmm, strerror(errno));
+		return -EINVAL;
+	}
 	if (cfg->guest[0] == '\0') {
 		ret = exe_sibling("sbx-agent", cfg->guest, sizeof(cfg->guest));
 		if (ret) {

@@ -67,7 +67,10 @@ void config_init(struct config *cfg);
  */
 int config_parse(struct config *cfg, int argc, char **argv, char *err,
 		 size_t errlen);
-/* Fill the state dir, VMM, guest and max-sandboxes defaults. */
+/*
+ * Fill the state dir, VMM, guest and max-sandboxes defaults, and check
+ * that the VMM is executable.
+ */
 int config_resolve(struct config *cfg, char *err, size_t errlen);
 
 /* "500ms", "30s", "5m", "1h" or "0" to milliseconds; 0 or -EINVAL. */

@@ -30,8 +30,23 @@ void sbxd_add_closer(struct sbxd *d, const char *name, closer_fn fn)
 
 static int close_listeners(struct sbxd *d)
 {
+	int ret = 0;
+
 	listeners_close(d);
-	return 0;
+	/* Extra unix listeners are ours to remove; the main one has a closer. */
+	for (int i = 0; i < d->conns.nlisteners; i++) {
+		const struct listen_addr *addr = &d->conns.listeners[i].addr;
+
+		if (addr->family != AF_UNIX ||
+		    strcmp(addr->addr.un.sun_path, d->sock_path) == 0)
+			continue;
+		if (unlink(addr->addr.un.sun_path) < 0 && errno != ENOENT) {
+			ret = -errno;
+			log_err("failed to remove socket %s: %s",
+				addr->addr.un.sun_path, strerror(-ret));
+		}
+	}
+	return ret;
 }
 
 static int close_socket_file(struct sbxd *d)
