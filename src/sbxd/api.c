@@ -88,8 +88,8 @@ void api_json(struct sbxd *d, struct conn *c, int status, json_t *value)
 {
 	static const char oom[] = "{\"error\":{\"code\":\"internal\","
 				  "\"message\":\"out of memory\"}}";
-	char *text = value ? json_dumps(value, JSON_COMPACT |
-						 JSON_REAL_PRECISION(10)) : NULL;
+	size_t flags = JSON_COMPACT | JSON_REAL_PRECISION(10);
+	char *text = value ? json_dumps(value, flags) : NULL;
 
 	json_decref(value);
 	if (!text) {

@@ -259,8 +259,8 @@ bad_host:
 	return -EINVAL;
 not_loopback:
 	snprintf(err, errlen, "rejected listen address %s: only loopback "
-		 "addresses (127.0.0.0/8, [::1]) are supported for now, because "
-		 "the API has no authentication", text);
+		 "addresses (127.0.0.0/8, [::1]) are supported for now, "
+		 "because the API has no authentication", text);
 	return -EINVAL;
 }
 
@@ -336,7 +336,8 @@ static int apply_option(struct config *cfg, const struct option_spec *opt,
 	switch (opt->kind) {
 	case OPT_DURATION:
 	case OPT_DURATION_SET:
-		if (config_parse_duration(value, &number) || number < opt->min) {
+		if (config_parse_duration(value, &number) ||
+		    number < opt->min) {
 			snprintf(err, errlen,
 				 "invalid value \"%s\" for %s: expected a "
 				 "duration such as 500ms, 30s, 5m or 1h%s",
@@ -372,8 +373,8 @@ static int apply_option(struct config *cfg, const struct option_spec *opt,
 	case OPT_INSTANCE:
 		if (!valid_instance(value)) {
 			snprintf(err, errlen,
-				 "invalid value \"%.64s\" for %s: expected 1 to "
-				 "%d characters from A-Z a-z 0-9 _ - .",
+				 "invalid value \"%.64s\" for %s: expected 1 "
+				 "to %d characters from A-Z a-z 0-9 _ - .",
 				 value, name, CONFIG_INSTANCE_MAX - 1);
 			return -EINVAL;
 		}
@@ -414,10 +415,19 @@ static int apply_option(struct config *cfg, const struct option_spec *opt,
 			return -EINVAL;
 		}
 		return 0;
-	case OPT_LISTEN:
+	case OPT_LISTEN: {
+		char inner[384];
+		int ret;
+
 		if (from_env)
-			return apply_listen_list(cfg, value, err, errlen);
-		return add_listen(cfg, value, err, errlen);
+			ret = apply_listen_list(cfg, value, inner,
+						sizeof(inner));
+		else
+			ret = add_listen(cfg, value, inner, sizeof(inner));
+		if (ret)
+			snprintf(err, errlen, "%s: %s", name, inner);
+		return ret;
+	}
 	case OPT_HELP:
 	case OPT_VERSION:
 		return 0;
@@ -495,7 +505,7 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err,
 				 opt->flag, opt->metavar);
 			return -EINVAL;
 		}
-		/* Flags replace the environment's listeners, not add to them. */
+		/* Flags replace the environment's listeners. */
 		if (opt->kind == OPT_LISTEN && !flag_listen) {
 			cfg->nlisten = 0;
 			flag_listen = true;
@@ -581,7 +591,8 @@ int config_resolve(struct config *cfg, char *err, size_t errlen)
 		} else {
 			snprintf(err, errlen,
 				 "no state directory: not root and "
-				 "XDG_RUNTIME_DIR is unset; pass --state-dir DIR");
+				 "XDG_RUNTIME_DIR is unset; pass --state-dir "
+				 "DIR");
 			return -EINVAL;
 		}
 	}

@@ -240,7 +240,7 @@ void drain_check(struct sbxd *d)
 	}
 
 	gate_read(&d->gate, &st);
-	/* Second pass: starts that became ready since the forced phase began. */
+	/* Second pass: starts that became ready in the forced phase. */
 	if (drain->state == SBXD_FORCING)
 		sandbox_force_stop_all(d, NULL);
 	log_progress(d, &st);

@@ -8,7 +8,7 @@
 
 struct lock_info {
 	int fd;
-	bool unclean;		/* the file was there: the last exit was unclean */
+	bool unclean;	/* the file existed, so the last exit was unclean */
 	pid_t old_pid;		/* pid found in it, or 0 */
 };
 

@@ -118,7 +118,7 @@ void loop_timer_arm(struct loop *loop, struct timer *timer, uint64_t ms,
 
 void loop_timer_cancel(struct loop *loop, struct timer *timer)
 {
-	/* A pending kernel timeout may still fire and then finds nothing due. */
+	/* A pending kernel timeout may still fire and find nothing due. */
 	if (!timer->armed)
 		return;
 	TAILQ_REMOVE(&loop->timers, timer, link);

@@ -33,7 +33,7 @@ static int close_listeners(struct sbxd *d)
 	int ret = 0;
 
 	listeners_close(d);
-	/* Extra unix listeners are ours to remove; the main one has a closer. */
+	/* Remove extra unix sockets. The main one has its own closer. */
 	for (int i = 0; i < d->conns.nlisteners; i++) {
 		const struct listen_addr *addr = &d->conns.listeners[i].addr;
 
@@ -274,8 +274,8 @@ static int parse_config(struct sbxd *d, int argc, char **argv)
 	/* The socket path must fit sockaddr_un.sun_path with its NUL. */
 	if ((size_t)snprintf(d->sock_path, sizeof(d->sock_path), "%s/sbxd.sock",
 			     d->cfg.state_dir) >= sizeof(sun.sun_path)) {
-		fprintf(stderr, "sbxd: state dir %s is too long: the socket path "
-			"%s/sbxd.sock exceeds %zu bytes; pass a shorter "
+		fprintf(stderr, "sbxd: state dir %s is too long: the socket "
+			"path %s/sbxd.sock exceeds %zu bytes; pass a shorter "
 			"--state-dir\n", d->cfg.state_dir, d->cfg.state_dir,
 			sizeof(sun.sun_path) - 1);
 		return -ENAMETOOLONG;
@@ -348,7 +348,8 @@ int main(int argc, char **argv)
 		reason = "lock file not removed";
 	}
 	d->exit_status = clean ? EXIT_CLEAN : EXIT_UNCLEAN;
-	log_info("exiting status=%d reason=\"%s\" unreaped=%u closers_failed=%d",
-		 d->exit_status, reason, d->sandboxes.unreaped, failed);
+	log_info("exiting status=%d reason=\"%s\" unreaped=%u "
+		 "closers_failed=%d", d->exit_status, reason,
+		 d->sandboxes.unreaped, failed);
 	return d->exit_status;
 }

@@ -17,7 +17,8 @@ int metrics_format(struct sbxd *d, struct buf *out)
 
 	gate_read(&d->gate, &st);
 	ret |= metric(out, "sbxd_node_state", "gauge",
-		      "Node state: 0 serving, 1 draining, 2 forcing, 3 closing.",
+		      "Node state: 0 serving, 1 draining, 2 forcing, "
+		      "3 closing.",
 		      d->drain.state);
 	ret |= metric(out, "sbxd_inflight_starts", "gauge",
 		      "Admitted starts whose guest is not ready yet.",

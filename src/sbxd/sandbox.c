@@ -568,8 +568,9 @@ static void handle_msg(struct sbxd *d, struct sandbox *sb, const char *data,
 		break;
 	case SBX_MSG_EXITED:
 		if (msg->len != sizeof(sb->exit_info)) {
-			sb_warn(sb->id, "dropped an EXITED message of %u bytes, "
-				"expected %zu", msg->len, sizeof(sb->exit_info));
+			sb_warn(sb->id, "dropped an EXITED message of %u "
+				"bytes, expected %zu", msg->len,
+				sizeof(sb->exit_info));
 			break;
 		}
 		memcpy(&sb->exit_info, payload, sizeof(sb->exit_info));
@@ -691,7 +692,8 @@ static void fail_create(struct sbxd *d, struct sandbox *sb)
 	error = json_pack("{s:s, s:o, s:s, s:o}", "code", "start_failed",
 			  "message", api_json_bytes(message, strlen(message)),
 			  "id", sb->id,
-			  "console_log", api_json_bytes(console, strlen(console)));
+			  "console_log",
+			  api_json_bytes(console, strlen(console)));
 	api_json(d, sb->create_conn, 500, json_pack("{s:o}", "error", error));
 	sb->create_conn = NULL;
 }
@@ -746,7 +748,8 @@ static void sandbox_reaped(struct sbxd *d, struct sandbox *sb)
 			   sandbox_exit_reason_name(sb->exit_info.reason),
 			   sb->exit_info.exit_code);
 	sb_info(sb->id, "exited reason=%s exit_code=%d rip=0x%llx "
-		"message=\"%s\"", sandbox_exit_reason_name(sb->exit_info.reason),
+		"message=\"%s\"",
+		sandbox_exit_reason_name(sb->exit_info.reason),
 		sb->exit_info.exit_code,
 		(unsigned long long)sb->exit_info.rip, sb->exit_info.message);
 
@@ -959,6 +962,8 @@ json_t *sandbox_to_json(const struct sandbox *sb)
 
 	format_rfc3339(&sb->created_at, created, sizeof(created));
 	if (sb->reaped) {
+		const char *message = sb->exit_info.message;
+
 		exit_json = json_pack("{s:s, s:i, s:I, s:o}",
 				      "reason",
 				      sandbox_exit_reason_name(
@@ -967,8 +972,7 @@ json_t *sandbox_to_json(const struct sandbox *sb)
 				      (json_int_t)sb->exit_info.exit_code,
 				      "rip", (json_int_t)sb->exit_info.rip,
 				      "message",
-				      api_json_bytes(sb->exit_info.message,
-						     strlen(sb->exit_info.message)));
+				      api_json_bytes(message, strlen(message)));
 	}
 	metadata = sb->params.metadata ? json_copy(sb->params.metadata) :
 					 json_object();
