@@ -1162,3 +1162,151 @@ Test(api, exec_output_escapes, .timeout = 60)
 		free(out);
 	}
 }
+
+Test(api, chunked_create_accepted, .timeout = 60)
+{
+	static const char req[] =
+		"POST /v1/sandboxes HTTP/1.1\r\nHost: sbxd\r\n"
+		"Transfer-Encoding: chunked\r\n\r\n"
+		"9\r\n{\"vcpus\":\r\n2\r\n1}\r\n0\r\n\r\n";
+	struct http_resp resp;
+	struct http_conn c;
+	int status;
+
+	sbxd_start_checked(&sbxd, NULL, NULL);
+	cr_assert_eq(http_connect(&sbxd, &c), 0);
+	cr_assert_eq(http_send_raw(&c, req, strlen(req)), 0);
+	/* HTTP/1.1 servers must take chunked bodies (RFC 9112, 7.1). */
+	status = http_read_response(&c, &resp);
+	cr_assert_eq(status, 201, "chunked create: expected 201, got %d: %s",
+		     status, status > 0 ? resp.body : strerror(-status));
+	http_resp_free(&resp);
+	http_close(&c);
+}
+
+Test(api, create_without_length_411, .timeout = 60)
+{
+	static const char req[] = "POST /v1/sandboxes HTTP/1.1\r\n"
+				  "Host: sbxd\r\n\r\n";
+	struct http_resp resp;
+	struct http_conn c;
+	json_t *list;
+
+	sbxd_start_checked(&sbxd, NULL, NULL);
+	cr_assert_eq(http_connect(&sbxd, &c), 0);
+	cr_assert_eq(http_send_raw(&c, req, strlen(req)), 0);
+	cr_assert(http_read_response(&c, &resp) > 0);
+	sbx_assert_error(&resp, 411, NULL, "create without Content-Length");
+	http_resp_free(&resp);
+	http_close(&c);
+	list = list_sandboxes();
+	cr_assert_eq(json_array_size(list), 0);
+	json_decref(list);
+}
+
+Test(api, max_requests_closes, .timeout = 60)
+{
+	static const char *const args[] = { "--max-requests", "2", NULL };
+	struct http_resp resp;
+	struct http_conn c;
+
+	sbxd_start_checked(&sbxd, args, NULL);
+	cr_assert_eq(http_connect(&sbxd, &c), 0);
+	cr_assert_eq(http_conn_request(&c, "GET", "/healthz", NULL, &resp), 200);
+	cr_assert(resp.keep_alive, "first of 2 responses closes");
+	http_resp_free(&resp);
+	cr_assert_eq(http_conn_request(&c, "GET", "/healthz", NULL, &resp), 200);
+	cr_assert(!resp.keep_alive,
+		  "the last response under --max-requests 2 keeps the "
+		  "connection (Connection: %s)", resp.connection);
+	http_resp_free(&resp);
+	cr_assert_eq(http_wait_closed(&c, 5000), 1,
+		     "connection open after its last allowed request");
+	http_close(&c);
+}
+
+Test(api, max_connections_enforced, .timeout = 60)
+{
+	static const char *const args[] = { "--max-connections", "2", NULL };
+	struct http_conn held[2], extra;
+	struct http_resp resp;
+	int status;
+
+	sbxd_start_checked(&sbxd, args, NULL);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(http_connect(&sbxd, &held[i]), 0);
+		cr_assert_eq(http_conn_request(&held[i], "GET", "/healthz",
+					       NULL, &resp), 200);
+		http_resp_free(&resp);
+	}
+	cr_assert_eq(http_connect(&sbxd, &extra), 0);
+	status = http_conn_request(&extra, "GET", "/healthz", NULL, &resp);
+	cr_assert_lt(status, 0, "a third connection under --max-connections "
+		     "2 was served: %d", status);
+	http_close(&extra);
+
+	/* A freed slot serves again. */
+	http_close(&held[0]);
+	for (int64_t end = harness_now_ms() + 5000;;) {
+		status = http_request(&sbxd, "GET", "/healthz", NULL, &resp);
+		http_resp_free(&resp);
+		if (status == 200 || harness_now_ms() >= end)
+			break;
+		harness_sleep_ms(20);
+	}
+	cr_assert_eq(status, 200, "no connection served after one of two was "
+		     "closed");
+	http_close(&held[1]);
+}
+
+/* sbxd keeps at most 256 ended sandboxes listed and drops the oldest. */
+Test(api, ended_sandboxes_capped, .timeout = 120)
+{
+	enum { ENDED = 260, KEPT = 256 };
+	static char ids[ENDED][80];
+	char path[160], dir[PATH_MAX + 96], running[80];
+	struct http_resp resp;
+	struct http_conn c;
+	json_t *list, *id;
+	int status;
+
+	sbxd_start_checked(&sbxd, NULL, NULL);
+	cr_assert_eq(sbx_create(&sbxd, CREATE_BODY, running, sizeof(running)),
+		     201);
+	cr_assert_eq(http_connect(&sbxd, &c), 0);
+	for (int i = 0; i < ENDED; i++) {
+		status = http_conn_request(&c, "POST", "/v1/sandboxes",
+					   CREATE_BODY, &resp);
+		cr_assert_eq(status, 201, "create %d: %d", i, status);
+		id = json_object_get(resp.json, "id");
+		snprintf(ids[i], sizeof(ids[i]), "%s", json_string_value(id));
+		http_resp_free(&resp);
+		cr_assert_lt(snprintf(path, sizeof(path),
+				      "/v1/sandboxes/%s/stop", ids[i]),
+			     (int)sizeof(path));
+		status = http_conn_request(&c, "POST", path, "{}", &resp);
+		cr_assert_eq(status, 200, "stop %d: %d", i, status);
+		http_resp_free(&resp);
+	}
+	http_close(&c);
+
+	list = list_sandboxes();
+	cr_assert_eq(json_array_size(list), KEPT + 1,
+		     "expected %d ended plus 1 running listed, got %zu", KEPT,
+		     json_array_size(list));
+	cr_assert(list_find(list, running), "the running sandbox was dropped");
+	for (int i = 0; i < ENDED; i++) {
+		bool dropped = i < ENDED - KEPT;
+
+		cr_assert_eq(list_find(list, ids[i]) == NULL, dropped,
+			     "ended sandbox %d of %d: expected %s", i, ENDED,
+			     dropped ? "dropped" : "listed");
+		cr_assert_lt(snprintf(dir, sizeof(dir), "%s/sandboxes/%s",
+				      sbxd.state_dir, ids[i]),
+			     (int)sizeof(dir));
+		cr_assert_eq(harness_path_exists(dir), !dropped,
+			     "ended sandbox %d: directory %s", i,
+			     dropped ? "left behind" : "missing");
+	}
+	json_decref(list);
+}

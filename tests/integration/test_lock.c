@@ -198,6 +198,12 @@ static const struct bad_config bad_configs[] = {
 	{ { "--max-sandboxes", "-1" }, { 0 }, { "--max-sandboxes" } },
 	{ { "--gate", "quantum" }, { 0 }, { "--gate" } },
 	{ { "--no-such-flag" }, { 0 }, { "--no-such-flag" } },
+	{ { "--instance", ".." }, { 0 }, { "--instance" } },
+	{ { "--instance", "a/b" }, { 0 }, { "--instance" } },
+	{ { "--instance", "" }, { 0 }, { "--instance" } },
+	/* Rejected before any bind: the API has no authentication. */
+	{ { "--listen", "tcp:192.0.2.1:9" }, { 0 }, { "--listen" } },
+	{ { "--listen", "unix:relative.sock" }, { 0 }, { "--listen" } },
 	{ { 0 }, { "SHUTDOWN_DRAIN_TIMEOUT=abc" },
 	  { "SHUTDOWN_DRAIN_TIMEOUT", "--drain-timeout" } },
 	{ { 0 }, { "SHUTDOWN_FORCE_TIMEOUT=1y" },
