@@ -11,22 +11,92 @@
 
 #define CELL_MAX 128
 
+static void newline_indent(FILE *out, int depth)
+{
+	fputc('\n', out);
+	for (int i = 0; i < depth; i++)
+		fputs("  ", out);
+}
+
+static const char *skip_space(const char *p)
+{
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+		p++;
+	return p;
+}
+
+/* Copy the string literal at @p, escapes included; return what follows. */
+static const char *copy_string(FILE *out, const char *p)
+{
+	const char *start = p++;
+
+	while (*p && *p != '"')
+		p += p[0] == '\\' && p[1] ? 2 : 1;
+	if (*p)
+		p++;
+	fwrite(start, 1, (size_t)(p - start), out);
+	return p;
+}
+
+/*
+ * Re-indent valid JSON text token by token. Numbers and strings are copied
+ * as the server wrote them, which a parse and dump would not guarantee:
+ * jansson prints 3.355131 as 3.3551310000000001.
+ */
+static void reindent(FILE *out, const char *p)
+{
+	int depth = 0;
+
+	for (p = skip_space(p); *p; p = skip_space(p)) {
+		switch (*p) {
+		case '"':
+			p = copy_string(out, p);
+			continue;
+		case '{':
+		case '[':
+			fputc(*p, out);
+			p = skip_space(p + 1);
+			if (*p == '}' || *p == ']') {
+				fputc(*p++, out);
+				continue;
+			}
+			newline_indent(out, ++depth);
+			continue;
+		case '}':
+		case ']':
+			newline_indent(out, --depth);
+			fputc(*p++, out);
+			continue;
+		case ',':
+			fputc(',', out);
+			newline_indent(out, depth);
+			p++;
+			continue;
+		case ':':
+			fputs(": ", out);
+			p++;
+			continue;
+		default:
+			fputc(*p++, out);
+			continue;
+		}
+	}
+	fputc('\n', out);
+}
+
 void fmt_pretty_json(FILE *out, const char *body)
 {
-	json_error_t error;
 	json_t *root;
 
-	root = json_loads(body ? body : "", JSON_DECODE_ANY, &error);
+	root = json_loads(body ? body : "", JSON_DECODE_ANY, NULL);
 	if (!root) {
 		if (body && *body)
 			fprintf(out, "%s%s", body,
 				body[strlen(body) - 1] == '\n' ? "" : "\n");
 		return;
 	}
-	json_dumpf(root, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER |
-				      JSON_ENCODE_ANY);
-	fputc('\n', out);
 	json_decref(root);
+	reindent(out, body);
 }
 
 void fmt_age(char *buf, size_t len, int64_t ms)

@@ -386,7 +386,10 @@ Test(ctl, force_stop_lists_ids, .timeout = 120)
 	char id[128];
 	struct ctl_child c;
 
-	sbxd_start_checked(&sbxd, NULL, NULL);
+	/* The guest ignores the stop request, so force-stop waits this long. */
+	sbxd_start_checked(&sbxd,
+			   (const char *const[]){ "--stop-grace", "1s", NULL },
+			   NULL);
 	ctl_create(id, sizeof(id), "--ignore-stop");
 
 	CTL(&c, "force-stop");

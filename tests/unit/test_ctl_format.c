@@ -302,3 +302,24 @@ Test(format, pretty_json)
 			 "not json\n");
 	free(c.text);
 }
+
+Test(format, pretty_json_verbatim)
+{
+	struct capture c;
+
+	/* Numbers keep their digits; strings keep escapes, commas, braces. */
+	capture_open(&c);
+	fmt_pretty_json(c.out, " {\"r\" : 3.355131, \"s\":\"a,\\\"{[\\u00e9\","
+			       "\"e\":{},\"l\":[ ],\"n\":[1.50e+2]}\n");
+	cr_assert_str_eq(capture_close(&c),
+			 "{\n"
+			 "  \"r\": 3.355131,\n"
+			 "  \"s\": \"a,\\\"{[\\u00e9\",\n"
+			 "  \"e\": {},\n"
+			 "  \"l\": [],\n"
+			 "  \"n\": [\n"
+			 "    1.50e+2\n"
+			 "  ]\n"
+			 "}\n");
+	free(c.text);
+}

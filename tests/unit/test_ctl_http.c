@@ -137,7 +137,7 @@ Test(http, response_continue_then_final)
 
 Test(http, roundtrip_over_socketpair)
 {
-	static const char answer[] = "HTTP/1.1 200 OK\r\n"
+	static const char response[] = "HTTP/1.1 200 OK\r\n"
 				     "Content-Length: 11\r\n\r\n"
 				     "{\"ok\":true}";
 	struct http_response resp;
@@ -147,8 +147,8 @@ Test(http, roundtrip_over_socketpair)
 
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	/* The response fits the socket buffer, so it can be queued first. */
-	cr_assert_eq(write(sv[1], answer, strlen(answer)),
-		     (ssize_t)strlen(answer));
+	cr_assert_eq(write(sv[1], response, strlen(response)),
+		     (ssize_t)strlen(response));
 
 	http_response_init(&resp);
 	cr_assert_eq(http_roundtrip(sv[0], "GET", "/healthz", NULL, &resp), 0);
