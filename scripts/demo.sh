@@ -120,11 +120,11 @@ for _ in $(seq 100); do
 	kill -0 "$SBXD_PID" 2>/dev/null || fail "sbxd exited during startup"
 	sleep 0.1
 done
-"$BUILD/sbxctl" node >/dev/null 2>&1 || fail "sbxd did not answer on $SBXD_SOCKET within 10 s"
+"$BUILD/sbxctl" node >/dev/null 2>&1 || fail "sbxd did not respond on $SBXD_SOCKET within 10 s"
 echo "sbxctl finds the socket through SBXD_SOCKET=$SBXD_SOCKET"
 show_log
 
-step "Create three sandboxes; each answer comes once its guest is ready"
+step "Create three sandboxes; each returns once its guest is ready"
 A=$(ctl create --quiet --meta role=web) || fail "create failed"
 echo "$A"
 B=$(ctl create --quiet --meta role=worker) || fail "create failed"
@@ -132,6 +132,7 @@ echo "$B"
 C=$(ctl create --quiet --meta role=sleeper --memory-mib 32) || fail "create failed"
 echo "$C"
 ctl ls
+show_log
 
 step "Run commands in the guests"
 ctl exec "$A" -- echo hello from "$A"
@@ -143,6 +144,7 @@ echo "${DIM}\$ sbxctl exec $C -- sleep 3000 &${PLAIN}"
 "$BUILD/sbxctl" exec "$C" -- sleep 3000 >"$WORK/exec.out" 2>&1 &
 EXEC_PID=$!
 echo "A 3 s sleep now runs in $C in the background."
+show_log
 
 step "Look at the node"
 ctl ls
@@ -153,6 +155,7 @@ step "Stop $A gracefully and kill $B; $C keeps running"
 ctl stop "$A" --grace-ms 2000
 ctl kill "$B"
 ctl ls
+show_log
 
 step "Send SIGTERM to sbxd while $C is still running"
 echo "${DIM}\$ kill -TERM $SBXD_PID${PLAIN}"
@@ -163,9 +166,11 @@ echo "sbxd now admits no new sandboxes but serves everything else, and it"
 echo "waits for the live sandbox to end, because no drain timeout is set."
 
 step "Watch the drain"
-for _ in 1 2 3; do
-	ctl node
+ctl node
+for _ in 1 2; do
 	sleep 1
+	echo "${DIM}\$ sbxctl node | grep -E '^(state|live|draining_for_ms):'${PLAIN}"
+	"$BUILD/sbxctl" node | grep -E '^(state|live|draining_for_ms):'
 done
 echo "A create is rejected with 503 and a Retry-After hint:"
 ctl create
@@ -173,7 +178,7 @@ echo "(exit status $?)"
 echo "Requests to existing sandboxes still work:"
 ctl exec "$C" -- echo still serving
 wait "$EXEC_PID"
-echo "The background sleep in $C finished with exit status $?; its output:"
+echo "The background sleep in $C finished during the drain, with exit status $?."
 sed 's/^/  /' "$WORK/exec.out"
 EXEC_PID=""
 show_log
