@@ -39,9 +39,9 @@ static const char *copy_string(FILE *out, const char *p)
 }
 
 /*
- * Re-indent valid JSON text token by token. Numbers and strings are copied
- * as the server wrote them, which a parse and dump would not guarantee:
- * jansson prints 3.355131 as 3.3551310000000001.
+ * Re-indent valid JSON text token by token, so numbers and strings keep the
+ * server's spelling. A parse and dump would not: jansson 2.14 prints the
+ * real 3.355131 as 3.3551310000000001.
  */
 static void reindent(FILE *out, const char *p)
 {
