@@ -548,6 +548,24 @@ static void on_ready(struct sbxd *d, struct sandbox *sb)
 	drain_check(d);
 }
 
+/* Log one line from the VMM, with control characters as '?'. */
+static void log_vmm_line(struct sandbox *sb, const char *text, size_t len)
+{
+	char line[1024];
+
+	if (len >= sizeof(line))
+		len = sizeof(line) - 1;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)text[i];
+
+		line[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+	}
+	while (len > 0 && line[len - 1] == '?' && text[len - 1] == '\n')
+		len--;
+	line[len] = '\0';
+	sb_info(sb->id, "vmm: %s", line);
+}
+
 static void handle_msg(struct sbxd *d, struct sandbox *sb, const char *data,
 		       size_t len)
 {
@@ -578,8 +596,7 @@ static void handle_msg(struct sbxd *d, struct sandbox *sb, const char *data,
 		sb->have_exit_info = true;
 		break;
 	case SBX_MSG_LOG:
-		sb_info(sb->id, "vmm: %.*s",
-			(int)(msg->len > 1024 ? 1024 : msg->len), payload);
+		log_vmm_line(sb, payload, msg->len);
 		break;
 	default:
 		sb_warn(sb->id, "dropped a control message of unknown type %u",
