@@ -115,7 +115,7 @@ bool sbxd_log_contains(const struct sbxd_proc *p, const char *text);
 /* True when one log line contains both a and b, ignoring case. */
 bool sbxd_log_line_contains(const struct sbxd_proc *p, const char *a,
 			    const char *b);
-/* Last non-empty log line, or "" ; free() it. */
+/* Last non-empty log line, or "" when empty; free() it. */
 char *sbxd_log_last_line(const struct sbxd_proc *p);
 /* Last `max` bytes of the log for failure messages; free() it. */
 char *sbxd_log_tail(const struct sbxd_proc *p, size_t max);
@@ -123,7 +123,7 @@ char *sbxd_log_tail(const struct sbxd_proc *p, size_t max);
 /*
  * Count live sbx-vmm processes that belong to this sbxd: pids seen in API
  * responses (start time checked), sbx-vmm children of the sbxd pid or of
- * this process (the subreaper), and any process whose command line holds
+ * this process (the subreaper), and any process whose command line contains
  * the state dir. Zombies reparented here are reaped, not counted. With
  * desc, a short list of "pid(comm)" is written there.
  */

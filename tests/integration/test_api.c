@@ -748,7 +748,7 @@ Test(api, node_and_healthz, .timeout = 60)
 	cr_assert_eq(json_integer_value(json_object_get(node, "pid")),
 		     sbxd.pid);
 	cr_assert_eq(json_integer_value(json_object_get(node, "live")), 0);
-	/* No drain yet: null or 0 both say so. */
+	/* No drain yet, which null and 0 both mean. */
 	draining_for = json_object_get(node, "draining_for_ms");
 	cr_assert(json_is_null(draining_for) ||
 			  (json_is_integer(draining_for) &&

@@ -697,7 +697,7 @@ Test(drain, bpf_map_during_drain, .timeout = 60)
 							 "drain_started_ns")), 0);
 	json_decref(map);
 
-	/* The kernel's own view: the VMM holds one KVM VM file. */
+	/* The kernel's own view: the VMM has a KVM VM file open. */
 	snprintf(pin, sizeof(pin), "%s/live_vms", pin_dir);
 	vms = read_text(pin);
 	cr_assert(vms, "cannot read %s: %s", pin, strerror(errno));

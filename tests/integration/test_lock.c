@@ -144,12 +144,11 @@ Test(lock, stale_lock_taken_over, .timeout = 60)
 }
 
 /*
- * An unclean end made for real: the forced phase is bounded by a 1s
+ * An unclean end made for real. The forced phase is bounded by a 1s
  * --force-timeout, but the stubborn guest ignores the stop request and is
  * only killed after a 10s stop grace, so a sandbox is still live when the
- * bound hits. (A VMM cannot be made unkillable, and SIGSTOP does not stop
- * SIGKILL, so this is the only way to cause an unclean end without
- * breaking sbxd itself.)
+ * bound hits. No other real cause exists: a VMM cannot be made
+ * unkillable, and SIGSTOP does not block SIGKILL.
  */
 Test(lock, unclean_exit_keeps_lock, .timeout = 60)
 {
