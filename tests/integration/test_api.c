@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -1309,4 +1310,38 @@ Test(api, ended_sandboxes_capped, .timeout = 120)
 			     dropped ? "left behind" : "missing");
 	}
 	json_decref(list);
+}
+
+Test(api, vmm_killed_reported, .timeout = 60)
+{
+	json_t *sb, *exit_info, *node;
+	json_int_t pid;
+	char id[80], *out = NULL;
+	json_int_t code;
+
+	sbxd_start_checked(&sbxd, NULL, NULL);
+	cr_assert_eq(sbx_create(&sbxd, CREATE_BODY, id, sizeof(id)), 201);
+	sb = sbx_get(&sbxd, id);
+	pid = json_integer_value(json_object_get(sb, "pid"));
+	json_decref(sb);
+
+	/* A real fault: the VMM dies without sending its exit report. */
+	cr_assert_eq(kill((pid_t)pid, SIGKILL), 0, "kill VMM %lld: %s",
+		     (long long)pid, strerror(errno));
+	sb = wait_exited(id);
+	exit_info = json_object_get(sb, "exit");
+	cr_assert(json_is_object(exit_info), "killed VMM left no exit object");
+	cr_assert_str_eq(json_str(exit_info, "reason"), "vmm_exited");
+	cr_assert_eq(json_integer_value(json_object_get(exit_info,
+							"exit_code")), -1);
+	json_decref(sb);
+
+	node = sbx_node(&sbxd);
+	cr_assert_eq(json_integer_value(json_object_get(node, "live")), 0);
+	json_decref(node);
+	/* sbxd itself goes on serving new sandboxes. */
+	cr_assert_eq(sbx_create(&sbxd, CREATE_BODY, id, sizeof(id)), 201);
+	cr_assert_eq(sbx_exec(&sbxd, id, "echo ok", &out, &code), 200);
+	cr_assert_str_eq(out ? out : "(null)", "ok");
+	free(out);
 }

@@ -756,3 +756,24 @@ Test(drain, slow_poll_forced_start, .timeout = 60)
 	sbxd_assert_exit(&sbxd, EXIT_BOUND_MS, 0);
 	assert_no_vmm("after the forced drain");
 }
+
+Test(drain, vmm_killed_ends_drain, .timeout = 60)
+{
+	json_int_t pid;
+	char id[80];
+	json_t *sb;
+
+	sbxd_start_checked(&sbxd, NULL, NULL);
+	create_ok(CREATE_BODY, id, sizeof(id));
+	sb = sbx_get(&sbxd, id);
+	pid = json_integer_value(json_object_get(sb, "pid"));
+	json_decref(sb);
+	send_signal(SIGTERM);
+	wait_draining();
+
+	/* The last VMM dies on its own: that ends the sandbox and the drain. */
+	cr_assert_eq(kill((pid_t)pid, SIGKILL), 0, "kill VMM %lld: %s",
+		     (long long)pid, strerror(errno));
+	sbxd_assert_exit(&sbxd, EXIT_BOUND_MS, 0);
+	assert_lock_removed();
+}
