@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 # Unit tests of sbxd's pure logic: configuration, HTTP parsing, JSON
-# bodies and the sandbox state table. They need no KVM, root or bpffs.
-foreach(suite config http api sandbox)
+# bodies, the sandbox state table and log lines. They need no KVM, root
+# or bpffs.
+foreach(suite config http api sandbox log)
 	sbx_criterion_test(test_sbxd_${suite}
 		SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_sbxd_${suite}.c
 		LIBS sbxd_core
