@@ -96,9 +96,13 @@ static int cmd_sleep(const char *args)
 
 	if (parse_count("sleep", args, &ms) < 0)
 		return 2;
-	/* A stop request cuts the sleep short, and the next WAIT_COMMAND
-	 * delivers the stop. */
-	hc_op(SBX_HC_SLEEP_NS, ms * 1000000, 0, 0);
+	/* A stop request cuts the sleep short (SLEEP_NS returns 1), and the
+	 * next WAIT_COMMAND delivers the stop. The command then fails, so a
+	 * caller never mistakes a cut-short sleep for a finished one. */
+	if (hc_op(SBX_HC_SLEEP_NS, ms * 1000000, 0, 0) == 1) {
+		out_str("sleep: interrupted by a stop request");
+		return 130;
+	}
 	return 0;
 }
 

@@ -960,6 +960,41 @@ Test(api, stop_stubborn_kills, .timeout = 60)
 		  "response", (long long)pid);
 }
 
+Test(api, stop_cuts_sleep_short, .timeout = 60)
+{
+	struct http_async exec_req;
+	struct http_resp resp;
+	char id[80], path[160];
+	const char *output;
+	int status;
+
+	sbxd_start_checked(&sbxd, NULL, NULL);
+	cr_assert_eq(sbx_create(&sbxd, CREATE_BODY, id, sizeof(id)), 201);
+
+	/* A long sleep is running when the stop request arrives. */
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/exec", id);
+	cr_assert_eq(http_request_start(&exec_req, &sbxd, "POST", path,
+					"{\"command\":\"sleep 30000\"}"), 0);
+	harness_sleep_ms(300);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%s/stop", id);
+	status = post_json(path, "{\"grace_ms\":10000}", &resp);
+	cr_assert_eq(status, 200, "stop during sleep: %d %s", status,
+		     resp.body);
+	http_resp_free(&resp);
+
+	/* The cut-short sleep must not report success. */
+	status = http_request_join(&exec_req, &resp);
+	cr_assert_eq(status, 200, "exec of the sleep: %d %s", status,
+		     resp.body);
+	cr_assert_eq(json_integer_value(json_object_get(resp.json,
+							 "exit_code")), 130,
+		     "interrupted sleep: %s", resp.body);
+	output = json_str(resp.json, "output");
+	cr_assert(strstr(output, "interrupted") != NULL,
+		  "interrupted sleep output: %s", resp.body);
+	http_resp_free(&resp);
+}
+
 #define EXEC_THREADS 4
 
 struct exec_job {
