@@ -29,5 +29,8 @@ demo: build
 test: build
 	cd $(BUILD) && ctest --output-on-failure --timeout 600
 
+bench: build
+	./scripts/bench.sh $(BUILD) $(if $(filter 1,$(QUICK)),--quick,)
+
 clean:
 	rm -rf build build-san build-clang
