@@ -18,12 +18,16 @@ enum sbx_msg_type {
 	/* sbxd -> VMM */
 	SBX_MSG_EXEC = 1, /* seq, arg = timeout_ms (0: none), payload = text */
 	SBX_MSG_STOP = 2, /* ask the guest to stop gracefully */
+	SBX_MSG_PAUSE = 3,    /* stop the vCPU; the reply is PAUSED */
+	SBX_MSG_RESUME = 4,   /* run the vCPU again; the reply is RESUMED */
 
 	/* VMM -> sbxd */
 	SBX_MSG_READY = 64,	  /* arg = ns from VMM start to guest READY */
 	SBX_MSG_EXEC_RESULT = 65, /* seq, arg = exit code (int32), payload = output */
 	SBX_MSG_EXITED = 66,	  /* payload = struct sbx_exit_info */
 	SBX_MSG_LOG = 67,	  /* payload = one line of text for sbxd's log */
+	SBX_MSG_PAUSED = 68,	  /* seq echoed; arg = 0, or 1 if already paused */
+	SBX_MSG_RESUMED = 69,	  /* seq echoed; arg = 0, or 1 if not paused */
 };
 
 struct sbx_msg {

@@ -2,12 +2,14 @@
 /* The SOCK_SEQPACKET control channel from sbxd, and signal handling. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "vmm/vmm.h"
 
@@ -85,6 +87,24 @@ static void queue_exec(struct vmm *vmm, const struct sbx_msg *msg,
 	vmm->queue_len++;
 }
 
+static void handle_pause(struct vmm *vmm, const struct sbx_msg *msg)
+{
+	bool changed = vmm_pause(vmm);
+
+	if (changed)
+		vmm_log(vmm, "paused");
+	ctl_send(vmm, SBX_MSG_PAUSED, msg->seq, changed ? 0 : 1, NULL, 0);
+}
+
+static void handle_resume(struct vmm *vmm, const struct sbx_msg *msg)
+{
+	bool changed = vmm_resume(vmm);
+
+	if (changed)
+		vmm_log(vmm, "resumed");
+	ctl_send(vmm, SBX_MSG_RESUMED, msg->seq, changed ? 0 : 1, NULL, 0);
+}
+
 /* Check and act on one received packet of `n` bytes. */
 static void handle_packet(struct vmm *vmm, size_t n, bool truncated)
 {
@@ -113,6 +133,12 @@ static void handle_packet(struct vmm *vmm, size_t n, bool truncated)
 		break;
 	case SBX_MSG_STOP:
 		vmm->stop_pending = true;
+		break;
+	case SBX_MSG_PAUSE:
+		handle_pause(vmm, &msg);
+		break;
+	case SBX_MSG_RESUME:
+		handle_resume(vmm, &msg);
 		break;
 	default:
 		vmm_log(vmm, "ignored control message of unknown type %" PRIu32,
@@ -159,16 +185,37 @@ void ctl_poll(struct vmm *vmm, int64_t timeout_ns)
 		ts.tv_nsec = timeout_ns % 1000000000;
 		tsp = &ts;
 	}
-	/* SIGINT/SIGTERM are blocked except here and inside KVM_RUN, so a
-	 * signal cannot slip in between the flag check and the wait. */
+	/* SIGINT, SIGTERM and SIGIO are blocked except here and inside
+	 * KVM_RUN, so a signal cannot slip in between the check and the
+	 * wait. */
 	ret = ppoll(nfds ? &pfd : NULL, nfds, tsp, &vmm->run_mask);
-	if (ret > 0)
+	/* SIGIO from the channel may interrupt ppoll() before it reports
+	 * POLLIN, so read after an interruption too. */
+	if (nfds && (ret > 0 || (ret < 0 && errno == EINTR)))
 		drain_control(vmm);
 	if (vmm_signalled) {
 		vmm_signalled = 0;
 		vmm_log(vmm, "received a stop signal; asking the guest to stop");
 		vmm->stop_pending = true;
 	}
+}
+
+int ctl_enable_kick(struct vmm *vmm)
+{
+	struct f_owner_ex owner = { .type = F_OWNER_TID, .pid = gettid() };
+	int fd = vmm->cfg->control_fd;
+	int flags;
+
+	if (fd < 0)
+		return 0;
+	if (fcntl(fd, F_SETOWN_EX, &owner))
+		return -errno;
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0)
+		return -errno;
+	if (fcntl(fd, F_SETFL, flags | O_ASYNC))
+		return -errno;
+	return 0;
 }
 
 void ctl_free_queue(struct vmm *vmm)

@@ -163,8 +163,9 @@ static int64_t hc_wait_command(struct vmm *vmm, struct sbx_hypercall *hc)
 		vmm->command_code = -1;
 	}
 
+	/* While paused, commands stay queued. */
 	while (!vmm->ended) {
-		if (next_command(vmm, &text, &len, &stop))
+		if (!vmm->paused && next_command(vmm, &text, &len, &stop))
 			break;
 		if (!vmm->ended)
 			ctl_poll(vmm, -1);
@@ -211,22 +212,35 @@ static int64_t hc_reply(struct vmm *vmm, const struct sbx_hypercall *hc)
 	return 0;
 }
 
+/*
+ * The deadline is kept on the guest clock in vmm->hc, so time spent paused
+ * does not count and a restored VM sleeps only for what was left.
+ */
 static int64_t hc_sleep(struct vmm *vmm, const struct sbx_hypercall *hc)
 {
-	uint64_t now = vmm_now_ns();
-	uint64_t deadline = now + hc->arg[0];
+	struct vmm_hypercall *pending = &vmm->hc;
+	uint64_t now;
 
-	if (deadline < now)
-		deadline = UINT64_MAX;
+	if (!pending->deadline_set) {
+		now = vmm_guest_ns(vmm);
+		pending->deadline_ns = now + hc->arg[0];
+		if (pending->deadline_ns < now)
+			pending->deadline_ns = UINT64_MAX;
+		pending->deadline_set = true;
+	}
 	while (!vmm->ended) {
+		if (vmm->paused) {
+			ctl_poll(vmm, -1);
+			continue;
+		}
 		if (vmm->stop_pending)
 			return 1;
-		now = vmm_now_ns();
-		if (now >= deadline)
+		now = vmm_guest_ns(vmm);
+		if (now >= pending->deadline_ns)
 			return 0;
-		ctl_poll(vmm, (int64_t)(deadline - now > INT64_MAX ?
-						INT64_MAX :
-						deadline - now));
+		ctl_poll(vmm, pending->deadline_ns - now > INT64_MAX ?
+				      INT64_MAX :
+				      (int64_t)(pending->deadline_ns - now));
 	}
 	return 0;
 }
@@ -252,10 +266,7 @@ static void hc_exit(struct vmm *vmm, const struct sbx_hypercall *hc)
 
 void hc_dispatch(struct vmm *vmm, uint64_t gpa)
 {
-	struct sbx_hypercall hc;
-	int64_t ret = 0;
-
-	if (!hc_range_ok(vmm->vm.mem_size, gpa, sizeof(hc))) {
+	if (!hc_range_ok(vmm->vm.mem_size, gpa, sizeof(struct sbx_hypercall))) {
 		vmm_end(vmm, SBX_EXIT_BAD_HYPERCALL, -1, gpa,
 			"hypercall request at GPA 0x%" PRIx64
 			" is outside guest RAM (%" PRIu64 " MiB)",
@@ -263,46 +274,60 @@ void hc_dispatch(struct vmm *vmm, uint64_t gpa)
 		return;
 	}
 	/* Work on a copy: the request lives in guest-writable memory. */
-	memcpy(&hc, vmm->vm.mem + gpa, sizeof(hc));
+	vmm->hc = (struct vmm_hypercall){ .active = true, .gpa = gpa };
+	memcpy(&vmm->hc.request, vmm->vm.mem + gpa, sizeof(vmm->hc.request));
+	hc_execute(vmm);
+}
 
-	/* Notice control messages and signals even while the guest runs. */
+void hc_execute(struct vmm *vmm)
+{
+	struct sbx_hypercall *hc = &vmm->hc.request;
+	uint64_t gpa = vmm->hc.gpa;
+	int64_t ret = 0;
+
+	/* Notice control messages and signals even while the guest runs.
+	 * After a PAUSE, the request waits for RESUME. */
 	ctl_poll(vmm, 0);
+	vmm_wait_resumed(vmm);
 	if (vmm->ended)
 		return;
 
-	switch (hc.op) {
+	switch (hc->op) {
 	case SBX_HC_READY:
 		ret = hc_ready(vmm);
 		break;
 	case SBX_HC_WRITE:
-		ret = hc_write(vmm, &hc);
+		ret = hc_write(vmm, hc);
 		break;
 	case SBX_HC_WAIT_COMMAND:
-		hc.flags = 0;
-		ret = hc_wait_command(vmm, &hc);
+		hc->flags = 0;
+		ret = hc_wait_command(vmm, hc);
 		memcpy(vmm->vm.mem + gpa +
 			       offsetof(struct sbx_hypercall, flags),
-		       &hc.flags, sizeof(hc.flags));
+		       &hc->flags, sizeof(hc->flags));
 		break;
 	case SBX_HC_REPLY:
-		ret = hc_reply(vmm, &hc);
+		ret = hc_reply(vmm, hc);
 		break;
 	case SBX_HC_CLOCK_NS:
-		ret = (int64_t)vmm_now_ns();
+		ret = (int64_t)vmm_guest_ns(vmm);
 		break;
 	case SBX_HC_SLEEP_NS:
-		ret = hc_sleep(vmm, &hc);
+		ret = hc_sleep(vmm, hc);
 		break;
 	case SBX_HC_EXIT:
-		hc_exit(vmm, &hc);
+		hc_exit(vmm, hc);
 		return;
 	default:
 		vmm_end(vmm, SBX_EXIT_BAD_HYPERCALL, -1, gpa,
 			"unknown hypercall op %" PRIu32
 			" (request at GPA 0x%" PRIx64 ")",
-			hc.op, gpa);
+			hc->op, gpa);
 		return;
 	}
+	if (vmm->ended)
+		return;
 	memcpy(vmm->vm.mem + gpa + offsetof(struct sbx_hypercall, ret), &ret,
 	       sizeof(ret));
+	vmm->hc.active = false;
 }

@@ -220,27 +220,39 @@ static void on_stop_signal(int sig)
 	vmm_signalled = 1;
 }
 
+/* SIGIO only has to interrupt KVM_RUN or ppoll(); ctl_poll() reads. */
+static void on_control_signal(int sig)
+{
+}
+
 /*
- * Block SIGINT and SIGTERM except inside KVM_RUN and ppoll(), where they
- * interrupt the wait. The first one requests a guest stop. The handler
- * then resets, so a second one ends sbx-vmm at once.
+ * Block SIGINT, SIGTERM and SIGIO except inside KVM_RUN and ppoll(), where
+ * they interrupt the wait, so none can slip in between a check and the
+ * wait. The first SIGINT or SIGTERM requests a guest stop. The handler
+ * then resets, so a second one ends sbx-vmm at once. SIGIO comes from the
+ * control channel (ctl_enable_kick()).
  */
 static int setup_signals(struct vmm *vmm)
 {
-	struct sigaction sa = { .sa_handler = on_stop_signal,
-				.sa_flags = SA_RESETHAND };
-	sigset_t stop_set;
+	struct sigaction stop = { .sa_handler = on_stop_signal,
+				  .sa_flags = SA_RESETHAND };
+	struct sigaction control = { .sa_handler = on_control_signal };
+	sigset_t blocked;
 
 	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&stop_set);
-	sigaddset(&stop_set, SIGINT);
-	sigaddset(&stop_set, SIGTERM);
-	if (sigprocmask(SIG_BLOCK, &stop_set, &vmm->run_mask))
+	sigemptyset(&blocked);
+	sigaddset(&blocked, SIGINT);
+	sigaddset(&blocked, SIGTERM);
+	sigaddset(&blocked, SIGIO);
+	if (sigprocmask(SIG_BLOCK, &blocked, &vmm->run_mask))
 		return -errno;
 	sigdelset(&vmm->run_mask, SIGINT);
 	sigdelset(&vmm->run_mask, SIGTERM);
-	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL))
+	sigdelset(&vmm->run_mask, SIGIO);
+	sigemptyset(&stop.sa_mask);
+	sigemptyset(&control.sa_mask);
+	if (sigaction(SIGINT, &stop, NULL) || sigaction(SIGTERM, &stop, NULL) ||
+	    sigaction(SIGIO, &control, NULL))
 		return -errno;
 	return 0;
 }
@@ -361,7 +373,7 @@ int main(int argc, char **argv)
 	};
 	struct vmm vmm = { .cfg = &cfg };
 	char *guest_path = NULL;
-	int status;
+	int status, ret;
 
 	vmm.start_ns = vmm_now_ns();
 	vmm.vm = (struct vm){ .kvm_fd = -1, .vm_fd = -1, .vcpu_fd = -1,
@@ -383,6 +395,16 @@ int main(int argc, char **argv)
 	status = boot(&vmm);
 	if (status)
 		goto out_report;
+	ret = ctl_enable_kick(&vmm);
+	if (ret) {
+		vmm_end(&vmm, SBX_EXIT_VMM_ERROR, -1, 0,
+			"failed to enable SIGIO on control fd %d: %s",
+			cfg.control_fd, strerror(-ret));
+		status = SBX_VMM_STATUS_ERROR;
+		goto out_report;
+	}
+	/* Messages that arrived before SIGIO was enabled raised no signal. */
+	ctl_poll(&vmm, 0);
 	vmm_run(&vmm);
 	status = vmm_exit_status(&vmm);
 

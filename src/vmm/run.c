@@ -24,6 +24,38 @@ uint64_t vmm_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t vmm_guest_ns(const struct vmm *vmm)
+{
+	uint64_t host = vmm->paused ? vmm->paused_at_ns : vmm_now_ns();
+
+	return host + (uint64_t)vmm->clock_offset_ns;
+}
+
+bool vmm_pause(struct vmm *vmm)
+{
+	if (vmm->paused)
+		return false;
+	vmm->paused = true;
+	vmm->paused_at_ns = vmm_now_ns();
+	return true;
+}
+
+bool vmm_resume(struct vmm *vmm)
+{
+	if (!vmm->paused)
+		return false;
+	/* Hide the paused time from the guest clock. */
+	vmm->clock_offset_ns -= (int64_t)(vmm_now_ns() - vmm->paused_at_ns);
+	vmm->paused = false;
+	return true;
+}
+
+void vmm_wait_resumed(struct vmm *vmm)
+{
+	while (vmm->paused && !vmm->ended)
+		ctl_poll(vmm, -1);
+}
+
 void vmm_log(const struct vmm *vmm, const char *fmt, ...)
 {
 	char line[512];
@@ -171,17 +203,23 @@ static void handle_exit(struct vmm *vmm)
 }
 
 /*
- * NOTE: control messages are read at hypercalls and signals interrupt
- * KVM_RUN, but a guest that spins without hypercalls never sees a STOP
- * message. sbxd ends such a guest with SIGKILL after its grace period.
+ * A control message interrupts KVM_RUN with SIGIO (ctl_enable_kick), so
+ * PAUSE stops even a guest that spins without hypercalls.
+ * NOTE: STOP still reaches the guest only at its next WAIT_COMMAND or
+ * SLEEP_NS; sbxd ends a guest that never makes one with SIGKILL after its
+ * grace period.
  */
 void vmm_run(struct vmm *vmm)
 {
 	vmm->started = true;
 	while (!vmm->ended) {
+		vmm_wait_resumed(vmm);
+		if (vmm->ended)
+			break;
 		if (ioctl(vmm->vm.vcpu_fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
-				/* A signal arrived: make it a stop request. */
+				/* A signal arrived: a stop signal or SIGIO from
+				 * the control channel. */
 				ctl_poll(vmm, 0);
 				continue;
 			}

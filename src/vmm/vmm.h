@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "sbx/guest.h"
 #include "sbxd/vmm_proto.h"
 #include "vmm/kvm.h"
 
@@ -33,11 +34,33 @@ struct vmm_exec {
 	char text[];
 };
 
+/*
+ * The hypercall being executed: taken from the guest at a KVM_EXIT_IO,
+ * with its `ret` not yet written.
+ */
+struct vmm_hypercall {
+	bool active;
+	uint64_t gpa;			/* where the guest's request lives */
+	struct sbx_hypercall request;	/* copy taken at the exit */
+	bool deadline_set;		/* SLEEP_NS: deadline_ns is valid */
+	uint64_t deadline_ns;		/* SLEEP_NS end, on the guest clock */
+};
+
 struct vmm {
 	const struct vmm_config *cfg;
 	struct vm vm;
 	uint64_t start_ns;
 	sigset_t run_mask; /* signal mask while blocked in KVM_RUN or ppoll */
+
+	/*
+	 * Guest clock (CLOCK_NS) = host CLOCK_MONOTONIC + clock_offset_ns. The
+	 * offset is 0 at a cold start and grows more negative by the time
+	 * spent paused.
+	 */
+	int64_t clock_offset_ns;
+	bool paused;		/* PAUSE received: the vCPU must not run */
+	uint64_t paused_at_ns;	/* host clock when paused */
+	struct vmm_hypercall hc;
 
 	bool ready;
 	bool stop_pending;   /* a stop request not yet given to the guest */
@@ -66,6 +89,20 @@ extern volatile sig_atomic_t vmm_signalled;
 
 uint64_t vmm_now_ns(void);
 
+/* Guest clock now: frozen while paused. */
+uint64_t vmm_guest_ns(const struct vmm *vmm);
+
+/*
+ * Pause or resume the guest. Both return false when the VM already was in
+ * that state. While paused, the vCPU does not run and no hypercall makes
+ * progress; control messages are still served.
+ */
+bool vmm_pause(struct vmm *vmm);
+bool vmm_resume(struct vmm *vmm);
+
+/* Block, serving control messages, until the VM is resumed or ends. */
+void vmm_wait_resumed(struct vmm *vmm);
+
 /* Log one line to stderr, prefixed with the program and sandbox id. */
 __attribute__((format(printf, 2, 3))) void
 vmm_log(const struct vmm *vmm, const char *fmt, ...);
@@ -90,6 +127,15 @@ int vmm_exit_status(const struct vmm *vmm);
  * what arrived. In standalone mode it waits for signals only.
  */
 void ctl_poll(struct vmm *vmm, int64_t timeout_ns);
+
+/*
+ * Make the kernel send SIGIO to this thread whenever the control channel
+ * becomes readable, so that a message interrupts KVM_RUN even while the
+ * guest runs without hypercalls. SIGIO must have a handler and be blocked
+ * outside KVM_RUN and ppoll() (vmm->run_mask). Returns 0 or -errno.
+ */
+int ctl_enable_kick(struct vmm *vmm);
+
 void ctl_send(struct vmm *vmm, uint32_t type, uint64_t seq, int64_t arg,
 	      const void *payload, uint32_t len);
 void ctl_free_queue(struct vmm *vmm);
@@ -100,5 +146,8 @@ void ctl_free_queue(struct vmm *vmm);
  */
 bool hc_range_ok(uint64_t mem_size, uint64_t gpa, uint64_t len);
 void hc_dispatch(struct vmm *vmm, uint64_t gpa);
+
+/* Execute vmm->hc (active) and write its result into guest memory. */
+void hc_execute(struct vmm *vmm);
 
 #endif

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 # sbx-vmm tests: the ELF loader in-process, and the real sbx-vmm binary on
-# real KVM for every guest end and the control channel.
+# real KVM for every guest end, the control channel, pause and resume.
 
 sbx_criterion_test(test_elf
 	SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_elf.c
@@ -9,7 +9,7 @@ sbx_criterion_test(test_elf
 	TIMEOUT 60)
 add_dependencies(test_elf sbx-agent)
 
-foreach(name test_vmm test_vmm_control)
+foreach(name test_vmm test_vmm_control test_vmm_snapshot)
 	sbx_criterion_test(${name}
 		SOURCES ${CMAKE_CURRENT_LIST_DIR}/${name}.c
 			${CMAKE_CURRENT_LIST_DIR}/test_vmm_util.c
