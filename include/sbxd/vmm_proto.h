@@ -20,6 +20,8 @@ enum sbx_msg_type {
 	SBX_MSG_STOP = 2, /* ask the guest to stop gracefully */
 	SBX_MSG_PAUSE = 3,    /* stop the vCPU; the reply is PAUSED */
 	SBX_MSG_RESUME = 4,   /* run the vCPU again; the reply is RESUMED */
+	SBX_MSG_SNAPSHOT = 5, /* seq; payload = absolute path, NUL-terminated.
+			       * Pauses first; the reply is SNAPSHOT_DONE */
 
 	/* VMM -> sbxd */
 	SBX_MSG_READY = 64,	  /* arg = ns from VMM start to guest READY */
@@ -28,6 +30,8 @@ enum sbx_msg_type {
 	SBX_MSG_LOG = 67,	  /* payload = one line of text for sbxd's log */
 	SBX_MSG_PAUSED = 68,	  /* seq echoed; arg = 0, or 1 if already paused */
 	SBX_MSG_RESUMED = 69,	  /* seq echoed; arg = 0, or 1 if not paused */
+	SBX_MSG_SNAPSHOT_DONE = 70, /* seq echoed; arg = 0 or -errno; payload =
+				     * path or error text, NUL-terminated */
 };
 
 struct sbx_msg {

@@ -4,13 +4,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "vmm/snapshot.h"
 #include "vmm/vmm.h"
 
 /* One packet in or out. Static buffers are safe: sbx-vmm has one thread. */
@@ -105,6 +108,81 @@ static void handle_resume(struct vmm *vmm, const struct sbx_msg *msg)
 	ctl_send(vmm, SBX_MSG_RESUMED, msg->seq, changed ? 0 : 1, NULL, 0);
 }
 
+static void snapshot_done(struct vmm *vmm, uint64_t seq, int ret,
+			  const char *text)
+{
+	ctl_send(vmm, SBX_MSG_SNAPSHOT_DONE, seq, ret, text,
+		 (uint32_t)strlen(text) + 1);
+}
+
+/* Check the path in a SNAPSHOT payload. Returns 0 or -errno with `err`. */
+static int check_snapshot_path(const char *payload, uint32_t len, char *err,
+			       size_t err_size)
+{
+	if (len == 0 || payload[len - 1] != '\0' ||
+	    strlen(payload) != len - 1) {
+		snprintf(err, err_size,
+			 "invalid SNAPSHOT payload of %" PRIu32
+			 " bytes: expected one NUL-terminated path",
+			 len);
+		return -EINVAL;
+	}
+	if (len > PATH_MAX) {
+		snprintf(err, err_size,
+			 "snapshot path of %" PRIu32
+			 " bytes is longer than PATH_MAX (%d)",
+			 len - 1, PATH_MAX);
+		return -ENAMETOOLONG;
+	}
+	if (payload[0] != '/') {
+		snprintf(err, err_size,
+			 "snapshot path '%.*s' is not absolute; send an absolute path",
+			 PATH_MAX, payload);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/*
+ * SNAPSHOT: pause if running (and send PAUSED), write the snapshot, send
+ * SNAPSHOT_DONE. The VM stays paused either way.
+ */
+static void handle_snapshot(struct vmm *vmm, const struct sbx_msg *msg,
+			    const char *payload)
+{
+	char err[2 * PATH_MAX + 256]; /* messages name the path and its .tmp */
+	uint64_t start;
+	int ret;
+
+	ret = check_snapshot_path(payload, msg->len, err, sizeof(err));
+	if (ret) {
+		vmm_log(vmm, "rejected SNAPSHOT: %s", err);
+		snapshot_done(vmm, msg->seq, ret, err);
+		return;
+	}
+	if (vmm->ended || !vmm->vm.run) {
+		snprintf(err, sizeof(err),
+			 "no snapshot of %.*s: the VM is not running", PATH_MAX,
+			 payload);
+		snapshot_done(vmm, msg->seq, -ESRCH, err);
+		return;
+	}
+	if (vmm_pause(vmm)) {
+		vmm_log(vmm, "paused for a snapshot");
+		ctl_send(vmm, SBX_MSG_PAUSED, msg->seq, 0, NULL, 0);
+	}
+	start = vmm_now_ns();
+	ret = snap_write(vmm, payload, err, sizeof(err));
+	if (ret) {
+		vmm_log(vmm, "%s; the VM stays paused", err);
+		snapshot_done(vmm, msg->seq, ret, err);
+		return;
+	}
+	vmm_log(vmm, "snapshot written to %s in %.2f ms", payload,
+		(double)(vmm_now_ns() - start) / 1e6);
+	snapshot_done(vmm, msg->seq, 0, payload);
+}
+
 /* Check and act on one received packet of `n` bytes. */
 static void handle_packet(struct vmm *vmm, size_t n, bool truncated)
 {
@@ -139,6 +217,9 @@ static void handle_packet(struct vmm *vmm, size_t n, bool truncated)
 		break;
 	case SBX_MSG_RESUME:
 		handle_resume(vmm, &msg);
+		break;
+	case SBX_MSG_SNAPSHOT:
+		handle_snapshot(vmm, &msg, (const char *)rx_buf + sizeof(msg));
 		break;
 	default:
 		vmm_log(vmm, "ignored control message of unknown type %" PRIu32,

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "sbx/guest.h"
+#include "vmm/snapshot.h"
 #include "vmm/vmm.h"
 
 #define MIB (1024 * 1024)
@@ -101,9 +102,32 @@ static void fail_running(struct vmm *vmm)
 }
 
 /*
+ * Standalone --snapshot-to: save the VM, which waits in WAIT_COMMAND, and
+ * end it. The restored VM continues in that WAIT_COMMAND.
+ */
+static void snapshot_and_end(struct vmm *vmm)
+{
+	const char *path = vmm->cfg->snapshot_to;
+	char err[512];
+	int ret;
+
+	vmm_pause(vmm);
+	ret = snap_write(vmm, path, err, sizeof(err));
+	if (ret) {
+		vmm_end(vmm, SBX_EXIT_VMM_ERROR, -1, 0, "%s", err);
+		return;
+	}
+	vmm_log(vmm, "snapshot written to %s", path);
+	vmm_end(vmm, SBX_EXIT_STOPPED,
+		vmm->command_replied ? vmm->command_code : 0, 0,
+		"snapshot written to %s; VM ended", path);
+}
+
+/*
  * Pick what the guest gets next. Returns false to keep waiting. Standalone
  * mode gives the one command, then a stop, then ends the VM if the guest
- * ignored the stop.
+ * ignored the stop. With --snapshot-to it saves the VM instead of the
+ * stop.
  */
 static bool next_command(struct vmm *vmm, const char **text, size_t *len,
 			 bool *stop)
@@ -130,13 +154,20 @@ static bool next_command(struct vmm *vmm, const char **text, size_t *len,
 		*len = e->len;
 		return true;
 	}
-	if (!cfg->command)
+	if (!cfg->command) {
+		if (cfg->snapshot_to)
+			snapshot_and_end(vmm);
 		return false;
+	}
 	if (!vmm->command_delivered) {
 		vmm->command_delivered = true;
 		*text = cfg->command;
 		*len = strlen(cfg->command);
 		return true;
+	}
+	if (cfg->snapshot_to) {
+		snapshot_and_end(vmm);
+		return false;
 	}
 	if (vmm->stop_delivered) {
 		vmm_end(vmm, SBX_EXIT_STOPPED, vmm->command_code, 0,

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* One KVM VM with one vCPU and memfd-backed RAM at GPA 0. */
+/* One KVM VM with one vCPU and RAM at GPA 0, and its vCPU state. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -70,21 +71,33 @@ static int set_cpuid(struct vm *vm)
 	return ret;
 }
 
-static int map_memory(struct vm *vm, uint64_t mem_size)
+/* Back guest RAM with a new memfd (`fd` < 0) or a private file mapping. */
+static int map_memory(struct vm *vm, uint64_t mem_size, int fd,
+		      uint64_t offset)
 {
 	struct kvm_userspace_memory_region region = { 0 };
+	void *mem;
 
-	vm->mem_fd = memfd_create("sbx-guest-ram", MFD_CLOEXEC);
-	if (vm->mem_fd < 0)
-		return -errno;
-	if (ftruncate(vm->mem_fd, (off_t)mem_size))
-		return -errno;
-	vm->mem = mmap(NULL, mem_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-		       vm->mem_fd, 0);
-	if (vm->mem == MAP_FAILED) {
-		vm->mem = NULL;
-		return -errno;
+	if (fd < 0) {
+		vm->mem_fd = memfd_create("sbx-guest-ram", MFD_CLOEXEC);
+		if (vm->mem_fd < 0)
+			return -errno;
+		if (ftruncate(vm->mem_fd, (off_t)mem_size))
+			return -errno;
+		mem = mmap(NULL, mem_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+			   vm->mem_fd, 0);
+	} else {
+		vm->mem_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		if (vm->mem_fd < 0)
+			return -errno;
+		vm->mem_private = true;
+		vm->mem_offset = offset;
+		mem = mmap(NULL, mem_size, PROT_READ | PROT_WRITE, MAP_PRIVATE,
+			   fd, (off_t)offset);
 	}
+	if (mem == MAP_FAILED)
+		return -errno;
+	vm->mem = mem;
 	vm->mem_size = mem_size;
 
 	region.slot = 0;
@@ -96,7 +109,8 @@ static int map_memory(struct vm *vm, uint64_t mem_size)
 	return 0;
 }
 
-int vm_create(struct vm *vm, uint64_t mem_size, const char **step)
+static int create(struct vm *vm, uint64_t mem_size, int fd, uint64_t offset,
+		  const char **step)
 {
 	int mmap_size, ret;
 
@@ -117,7 +131,7 @@ int vm_create(struct vm *vm, uint64_t mem_size, const char **step)
 	if (vm->vm_fd < 0)
 		goto err_errno;
 	*step = "map guest RAM";
-	ret = map_memory(vm, mem_size);
+	ret = map_memory(vm, mem_size, fd, offset);
 	if (ret)
 		goto err;
 	*step = "create the vCPU (KVM_CREATE_VCPU)";
@@ -146,6 +160,17 @@ err_errno:
 err:
 	vm_destroy(vm);
 	return ret;
+}
+
+int vm_create(struct vm *vm, uint64_t mem_size, const char **step)
+{
+	return create(vm, mem_size, -1, 0, step);
+}
+
+int vm_create_from_file(struct vm *vm, int fd, uint64_t offset,
+			uint64_t mem_size, const char **step)
+{
+	return create(vm, mem_size, fd, offset, step);
 }
 
 /*
@@ -257,6 +282,162 @@ int vm_set_signal_mask(struct vm *vm, const sigset_t *during_run)
 	mask->len = 8;
 	memcpy(mask->sigset, during_run, 8);
 	if (ioctl(vm->vcpu_fd, KVM_SET_SIGNAL_MASK, mask))
+		return -errno;
+	return 0;
+}
+
+int vm_complete_io(struct vm *vm)
+{
+	int ret;
+
+	vm->run->immediate_exit = 1;
+	ret = ioctl(vm->vcpu_fd, KVM_RUN, 0);
+	vm->run->immediate_exit = 0;
+	if (ret == 0)
+		return -EIO; /* KVM made a new exit instead of returning */
+	if (errno != EINTR)
+		return -errno;
+	return 0;
+}
+
+/*
+ * MSRs kept across a snapshot: the syscall, segment-base and TSC MSRs that
+ * a 64-bit guest can depend on. KVM on a PVM host with Linux 6.18 reads and
+ * writes every one. A host that rejects one at snapshot time leaves it out
+ * of the file; one that rejects it at restore fails the restore, naming it.
+ */
+static const uint32_t saved_msrs[] = {
+	0x00000010, /* IA32_TSC */
+	0x00000174, /* IA32_SYSENTER_CS */
+	0x00000175, /* IA32_SYSENTER_ESP */
+	0x00000176, /* IA32_SYSENTER_EIP */
+	0x00000277, /* IA32_PAT */
+	0xc0000080, /* EFER */
+	0xc0000081, /* STAR */
+	0xc0000082, /* LSTAR */
+	0xc0000083, /* CSTAR */
+	0xc0000084, /* SFMASK */
+	0xc0000100, /* FS_BASE */
+	0xc0000101, /* GS_BASE */
+	0xc0000102, /* KERNEL_GS_BASE */
+	0xc0000103, /* TSC_AUX */
+};
+
+_Static_assert(sizeof(saved_msrs) / sizeof(saved_msrs[0]) <= VM_MSR_MAX,
+	       "struct vm_cpu_state has room for VM_MSR_MAX MSRs");
+
+/* KVM_GET_MSRS and KVM_SET_MSRS take a header and a run of entries. */
+union msr_buffer {
+	struct kvm_msrs msrs;
+	uint8_t storage[sizeof(struct kvm_msrs) +
+			VM_MSR_MAX * sizeof(struct kvm_msr_entry)];
+};
+
+static int get_msrs(struct vm *vm, struct vm_cpu_state *state)
+{
+	union msr_buffer buf;
+	int ret;
+
+	state->msr_count = 0;
+	for (size_t i = 0; i < sizeof(saved_msrs) / sizeof(saved_msrs[0]);
+	     i++) {
+		memset(&buf, 0, sizeof(buf));
+		buf.msrs.nmsrs = 1;
+		buf.msrs.entries[0].index = saved_msrs[i];
+		/* KVM_GET_MSRS returns how many entries it read. */
+		ret = ioctl(vm->vcpu_fd, KVM_GET_MSRS, &buf);
+		if (ret < 0)
+			return -errno;
+		if (ret == 1)
+			state->msrs[state->msr_count++] = buf.msrs.entries[0];
+	}
+	return 0;
+}
+
+static int set_msrs(struct vm *vm, const struct vm_cpu_state *state,
+		    const char **step)
+{
+	static char failed_step[96]; /* *step must outlive this call */
+	union msr_buffer buf;
+	int ret;
+
+	if (state->msr_count > VM_MSR_MAX)
+		return -EINVAL;
+	memset(&buf, 0, sizeof(buf));
+	buf.msrs.nmsrs = state->msr_count;
+	memcpy(buf.storage + sizeof(buf.msrs), state->msrs,
+	       state->msr_count * sizeof(state->msrs[0]));
+	ret = ioctl(vm->vcpu_fd, KVM_SET_MSRS, &buf);
+	if (ret < 0)
+		return -errno;
+	/* KVM stops at the first MSR it rejects and returns its position. */
+	if ((uint32_t)ret < state->msr_count) {
+		snprintf(failed_step, sizeof(failed_step),
+			 "set MSR 0x%x to 0x%llx (KVM_SET_MSRS rejected it)",
+			 state->msrs[ret].index,
+			 (unsigned long long)state->msrs[ret].data);
+		*step = failed_step;
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int vm_get_cpu_state(struct vm *vm, struct vm_cpu_state *state,
+		     const char **step)
+{
+	memset(state, 0, sizeof(*state));
+	*step = "read the vCPU's registers (KVM_GET_REGS)";
+	if (ioctl(vm->vcpu_fd, KVM_GET_REGS, &state->regs))
+		return -errno;
+	*step = "read the vCPU's segment registers (KVM_GET_SREGS)";
+	if (ioctl(vm->vcpu_fd, KVM_GET_SREGS, &state->sregs))
+		return -errno;
+	*step = "read the vCPU's extended control registers (KVM_GET_XCRS)";
+	if (ioctl(vm->vcpu_fd, KVM_GET_XCRS, &state->xcrs))
+		return -errno;
+	*step = "read the vCPU's pending events (KVM_GET_VCPU_EVENTS)";
+	if (ioctl(vm->vcpu_fd, KVM_GET_VCPU_EVENTS, &state->events))
+		return -errno;
+	*step = "read the vCPU's debug registers (KVM_GET_DEBUGREGS)";
+	if (ioctl(vm->vcpu_fd, KVM_GET_DEBUGREGS, &state->debugregs))
+		return -errno;
+	/* 4096 bytes hold the whole XSAVE area unless the VMM enabled a
+	 * dynamic feature (AMX) with arch_prctl(), which sbx-vmm never does. */
+	*step = "read the vCPU's FPU and vector state (KVM_GET_XSAVE)";
+	if (ioctl(vm->vcpu_fd, KVM_GET_XSAVE, state->xsave))
+		return -errno;
+	*step = "read the vCPU's MSRs (KVM_GET_MSRS)";
+	return get_msrs(vm, state);
+}
+
+int vm_set_cpu_state(struct vm *vm, const struct vm_cpu_state *state,
+		     const char **step)
+{
+	int ret;
+
+	/* Control registers and EFER first: the MSRs and the XSAVE area are
+	 * checked against the mode they define. */
+	*step = "set the vCPU's segment registers (KVM_SET_SREGS)";
+	if (ioctl(vm->vcpu_fd, KVM_SET_SREGS, &state->sregs))
+		return -errno;
+	*step = "set the vCPU's MSRs (KVM_SET_MSRS)";
+	ret = set_msrs(vm, state, step);
+	if (ret)
+		return ret;
+	*step = "set the vCPU's registers (KVM_SET_REGS)";
+	if (ioctl(vm->vcpu_fd, KVM_SET_REGS, &state->regs))
+		return -errno;
+	*step = "set the vCPU's extended control registers (KVM_SET_XCRS)";
+	if (ioctl(vm->vcpu_fd, KVM_SET_XCRS, &state->xcrs))
+		return -errno;
+	*step = "set the vCPU's FPU and vector state (KVM_SET_XSAVE)";
+	if (ioctl(vm->vcpu_fd, KVM_SET_XSAVE, state->xsave))
+		return -errno;
+	*step = "set the vCPU's pending events (KVM_SET_VCPU_EVENTS)";
+	if (ioctl(vm->vcpu_fd, KVM_SET_VCPU_EVENTS, &state->events))
+		return -errno;
+	*step = "set the vCPU's debug registers (KVM_SET_DEBUGREGS)";
+	if (ioctl(vm->vcpu_fd, KVM_SET_DEBUGREGS, &state->debugregs))
 		return -errno;
 	return 0;
 }

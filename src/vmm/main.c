@@ -17,6 +17,7 @@
 
 #include "sbx/guest.h"
 #include "vmm/elf.h"
+#include "vmm/snapshot.h"
 #include "vmm/vmm.h"
 
 #define MIB (1024 * 1024)
@@ -25,8 +26,11 @@
 
 static const char usage[] =
 	"usage: sbx-vmm [flags] [-- COMMAND...]\n"
+	"       sbx-vmm --restore PATH [--verify-ram] [--id ID] [--control-fd FD]\n"
+	"               [--snapshot-to PATH] [-- COMMAND...]\n"
 	"\n"
-	"Run a kernel-less guest ELF in a KVM VM with one vCPU.\n"
+	"Run a kernel-less guest ELF in a KVM VM with one vCPU, or resume one\n"
+	"from a snapshot file.\n"
 	"\n"
 	"  --guest PATH          guest ELF (default: sbx-agent next to sbx-vmm)\n"
 	"  --memory-mib N        guest RAM in MiB, 4 to 4096 (default 16)\n"
@@ -41,13 +45,24 @@ static const char usage[] =
 	"  --cpl0                enter the guest at CPL0 instead of CPL3, for\n"
 	"                        test guests that need kernel mode (HLT); CPL0\n"
 	"                        code is emulated and slow on PVM hosts\n"
+	"  --restore PATH        resume the VM saved in snapshot PATH instead of\n"
+	"                        booting a guest; the snapshot sets the guest,\n"
+	"                        memory and boot flags, and the id unless --id\n"
+	"                        is given\n"
+	"  --verify-ram          with --restore: also check the RAM checksum; it\n"
+	"                        reads the RAM the guest wrote, about 0.06 ms\n"
+	"                        per MiB\n"
+	"  --snapshot-to PATH    standalone: once the guest waits for its next\n"
+	"                        command (after COMMAND, if any), save the VM to\n"
+	"                        PATH and exit instead of stopping the guest\n"
 	"  --help                print this help and exit\n"
 	"\n"
 	"Standalone, COMMAND (e.g. \"echo hi\") is given to the guest after READY,\n"
 	"its output is printed, the guest is asked to stop, and sbx-vmm exits\n"
 	"with the command's exit code. Without COMMAND it runs until the guest\n"
 	"exits; SIGINT or SIGTERM asks the guest to stop. A crashed guest exits\n"
-	"70, a host-side failure 71, bad flags or an unusable ELF 2.\n";
+	"70, a host-side failure 71; bad flags, an unusable ELF or a snapshot\n"
+	"file that is corrupt, truncated, foreign or too new exit 2.\n";
 
 enum {
 	OPT_GUEST = 256,
@@ -58,6 +73,9 @@ enum {
 	OPT_IGNORE_STOP,
 	OPT_CONTROL_FD,
 	OPT_CPL0,
+	OPT_RESTORE,
+	OPT_VERIFY_RAM,
+	OPT_SNAPSHOT_TO,
 	OPT_HELP,
 };
 
@@ -70,6 +88,9 @@ static const struct option options[] = {
 	{ "ignore-stop", no_argument, NULL, OPT_IGNORE_STOP },
 	{ "control-fd", required_argument, NULL, OPT_CONTROL_FD },
 	{ "cpl0", no_argument, NULL, OPT_CPL0 },
+	{ "restore", required_argument, NULL, OPT_RESTORE },
+	{ "verify-ram", no_argument, NULL, OPT_VERIFY_RAM },
+	{ "snapshot-to", required_argument, NULL, OPT_SNAPSHOT_TO },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -153,8 +174,28 @@ static void check_control_fd(int fd)
 			    fd, type);
 }
 
-static void parse_flags(int argc, char **argv, struct vmm_config *cfg)
+/* Reject flag combinations that cannot work together. */
+static void check_combinations(const struct vmm_config *cfg,
+			       const char *boot_flag)
 {
+	if (cfg->restore_path && boot_flag)
+		usage_error("%s cannot be combined with --restore: the snapshot "
+			    "sets it", boot_flag);
+	if (cfg->verify_ram && !cfg->restore_path)
+		usage_error("--verify-ram needs --restore PATH");
+	if (cfg->snapshot_to && cfg->control_fd >= 0)
+		usage_error("--snapshot-to is for standalone mode; with "
+			    "--control-fd, send a SNAPSHOT message");
+}
+
+/*
+ * Parse argv into `cfg`. Returns true when --id was given, which a restore
+ * uses in place of the id stored in the snapshot.
+ */
+static bool parse_flags(int argc, char **argv, struct vmm_config *cfg)
+{
+	const char *boot_flag = NULL; /* a flag that --restore replaces */
+	bool id_given = false;
 	int opt;
 
 	opterr = 0;
@@ -162,19 +203,23 @@ static void parse_flags(int argc, char **argv, struct vmm_config *cfg)
 		switch (opt) {
 		case OPT_GUEST:
 			cfg->guest_path = optarg;
+			boot_flag = "--guest";
 			break;
 		case OPT_MEMORY_MIB:
 			cfg->mem_size = parse_number("--memory-mib", optarg,
 						     MEMORY_MIB_MIN,
 						     MEMORY_MIB_MAX) * MIB;
+			boot_flag = "--memory-mib";
 			break;
 		case OPT_ID:
 			if (strlen(optarg) >= SBX_BOOT_ID_MAX)
 				usage_error("--id '%s' is longer than %d bytes",
 					    optarg, SBX_BOOT_ID_MAX - 1);
 			cfg->id = optarg;
+			id_given = true;
 			break;
 		case OPT_ARGS:
+			boot_flag = "--args";
 			if (strlen(optarg) >= SBX_BOOT_ARGS_MAX)
 				usage_error("--args is %zu bytes, longer than %d",
 					    strlen(optarg),
@@ -184,9 +229,11 @@ static void parse_flags(int argc, char **argv, struct vmm_config *cfg)
 		case OPT_BOOT_DELAY_MS:
 			cfg->boot_delay_ms = (uint32_t)parse_number(
 				"--boot-delay-ms", optarg, 0, UINT32_MAX);
+			boot_flag = "--boot-delay-ms";
 			break;
 		case OPT_IGNORE_STOP:
 			cfg->ignore_stop = true;
+			boot_flag = "--ignore-stop";
 			break;
 		case OPT_CONTROL_FD:
 			cfg->control_fd = (int)parse_number("--control-fd",
@@ -195,6 +242,16 @@ static void parse_flags(int argc, char **argv, struct vmm_config *cfg)
 			break;
 		case OPT_CPL0:
 			cfg->cpl0 = true;
+			boot_flag = "--cpl0";
+			break;
+		case OPT_RESTORE:
+			cfg->restore_path = optarg;
+			break;
+		case OPT_VERIFY_RAM:
+			cfg->verify_ram = true;
+			break;
+		case OPT_SNAPSHOT_TO:
+			cfg->snapshot_to = optarg;
 			break;
 		case OPT_HELP:
 			fputs(usage, stdout);
@@ -213,6 +270,8 @@ static void parse_flags(int argc, char **argv, struct vmm_config *cfg)
 		if (!cfg->command)
 			usage_error("out of memory joining the command");
 	}
+	check_combinations(cfg, boot_flag);
+	return id_given;
 }
 
 static void on_stop_signal(int sig)
@@ -347,6 +406,79 @@ static int boot(struct vmm *vmm)
 	return 0;
 }
 
+/*
+ * Resume the VM saved in cfg->restore_path: RAM is the file's RAM section,
+ * mapped privately. On failure, vmm->exit records why.
+ */
+static int restore(struct vmm *vmm, struct vmm_config *cfg, bool id_given,
+		   char *id_buf)
+{
+	const char *path = cfg->restore_path;
+	const char *step = "";
+	struct snap_file snap;
+	char err[512];
+	int status = 0;
+	int ret;
+
+	ret = snap_open(&snap, path, err, sizeof(err));
+	if (ret) {
+		vmm_end(vmm, SBX_EXIT_VMM_ERROR, -1, 0,
+			"failed to restore snapshot %s: %s", path, err);
+		return SBX_VMM_STATUS_USAGE;
+	}
+	if (!id_given) {
+		snprintf(id_buf, SBX_BOOT_ID_MAX, "%s",
+			 snap.header->sandbox_id);
+		cfg->id = id_buf;
+	}
+	cfg->mem_size = snap.header->mem_size;
+	cfg->boot_delay_ms = snap.state->boot_delay_ms;
+	cfg->ignore_stop = snap.state->flags & SNAP_VMM_IGNORE_STOP;
+	cfg->cpl0 = snap.state->flags & SNAP_VMM_CPL0;
+
+	ret = vm_create_from_file(&vmm->vm, snap.fd, snap.header->ram_offset,
+				  snap.header->mem_size, &step);
+	if (ret) {
+		vmm_end(vmm, SBX_EXIT_VMM_ERROR, -1, 0,
+			"failed to restore snapshot %s: failed to %s: %s", path,
+			step, strerror(-ret));
+		status = SBX_VMM_STATUS_ERROR;
+		goto out;
+	}
+	if (cfg->verify_ram) {
+		ret = snap_check_ram(&snap, vmm->vm.mem, err, sizeof(err));
+		if (ret) {
+			vmm_end(vmm, SBX_EXIT_VMM_ERROR, -1, 0,
+				"failed to restore snapshot %s: %s", path, err);
+			status = SBX_VMM_STATUS_USAGE;
+			goto out;
+		}
+	}
+	ret = snap_load(vmm, &snap, err, sizeof(err));
+	if (!ret) {
+		ret = vm_set_signal_mask(&vmm->vm, &vmm->run_mask);
+		if (ret)
+			snprintf(err, sizeof(err), "failed to set the signal "
+				 "mask of KVM_RUN: %s", strerror(-ret));
+	}
+	if (ret) {
+		vmm_end(vmm, SBX_EXIT_VMM_ERROR, -1, 0,
+			"failed to restore snapshot %s: %s", path, err);
+		status = SBX_VMM_STATUS_ERROR;
+		goto out;
+	}
+	if (cfg->control_fd >= 0)
+		vmm_log(vmm, "restored snapshot %s in %.2f ms", path,
+			(double)(vmm_now_ns() - vmm->start_ns) / 1e6);
+	/* A guest saved before its READY sends it itself when it gets there. */
+	if (vmm->ready)
+		ctl_send(vmm, SBX_MSG_READY, 0,
+			 (int64_t)(vmm_now_ns() - vmm->start_ns), NULL, 0);
+out:
+	snap_close(&snap);
+	return status;
+}
+
 /* Tell sbxd and the console how the guest ended. */
 static void report_end(struct vmm *vmm)
 {
@@ -372,14 +504,16 @@ int main(int argc, char **argv)
 		.control_fd = -1,
 	};
 	struct vmm vmm = { .cfg = &cfg };
+	char id_buf[SBX_BOOT_ID_MAX];
 	char *guest_path = NULL;
+	bool id_given;
 	int status, ret;
 
 	vmm.start_ns = vmm_now_ns();
 	vmm.vm = (struct vm){ .kvm_fd = -1, .vm_fd = -1, .vcpu_fd = -1,
 			      .mem_fd = -1 };
-	parse_flags(argc, argv, &cfg);
-	if (!cfg.guest_path) {
+	id_given = parse_flags(argc, argv, &cfg);
+	if (!cfg.guest_path && !cfg.restore_path) {
 		guest_path = default_guest();
 		if (!guest_path)
 			usage_error("cannot find sbx-agent next to sbx-vmm; pass --guest PATH");
@@ -392,7 +526,10 @@ int main(int argc, char **argv)
 		goto out_report;
 	}
 
-	status = boot(&vmm);
+	if (cfg.restore_path)
+		status = restore(&vmm, &cfg, id_given, id_buf);
+	else
+		status = boot(&vmm);
 	if (status)
 		goto out_report;
 	ret = ctl_enable_kick(&vmm);

@@ -212,6 +212,8 @@ static void handle_exit(struct vmm *vmm)
 void vmm_run(struct vmm *vmm)
 {
 	vmm->started = true;
+	if (vmm->hc.active)
+		hc_execute(vmm);
 	while (!vmm->ended) {
 		vmm_wait_resumed(vmm);
 		if (vmm->ended)

@@ -24,6 +24,9 @@ struct vmm_config {
 	bool cpl0;	     /* enter at CPL0: kernel-mode test guests only */
 	int control_fd;	     /* -1 in standalone mode */
 	const char *command; /* standalone: command text after "--", or NULL */
+	const char *restore_path; /* --restore: snapshot file to resume */
+	bool verify_ram;	  /* --verify-ram: check the RAM checksum */
+	const char *snapshot_to;  /* standalone --snapshot-to PATH */
 };
 
 /* One command waiting for, or being run by, the guest. */
@@ -36,7 +39,9 @@ struct vmm_exec {
 
 /*
  * The hypercall being executed: taken from the guest at a KVM_EXIT_IO,
- * with its `ret` not yet written.
+ * with its `ret` not yet written. A snapshot stores it, and a restored VMM
+ * executes it again before it runs the vCPU, because the guest is still
+ * waiting for that `ret`.
  */
 struct vmm_hypercall {
 	bool active;
@@ -54,8 +59,9 @@ struct vmm {
 
 	/*
 	 * Guest clock (CLOCK_NS) = host CLOCK_MONOTONIC + clock_offset_ns. The
-	 * offset is 0 at a cold start and grows more negative by the time
-	 * spent paused.
+	 * offset is 0 at a cold start, grows more negative by the time spent
+	 * paused, and is set at a restore so that the clock continues from
+	 * its value at the snapshot.
 	 */
 	int64_t clock_offset_ns;
 	bool paused;		/* PAUSE received: the vCPU must not run */
@@ -115,7 +121,10 @@ __attribute__((format(printf, 5, 6))) void
 vmm_end(struct vmm *vmm, uint32_t reason, int32_t code, uint64_t address,
 	const char *fmt, ...);
 
-/* Run the vCPU until the guest ends. vmm->exit records how. */
+/*
+ * Run the vCPU until the guest ends; vmm->exit records how. A hypercall
+ * restored from a snapshot (vmm->hc.active) is finished first.
+ */
 void vmm_run(struct vmm *vmm);
 
 /* Exit status for the sbx-vmm process, as defined in vmm_proto.h. */

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Pause and resume of the real sbx-vmm on real KVM, driven over a
- * SOCK_SEQPACKET socketpair as sbxd drives it. Needs /dev/kvm; skips
- * without it.
+ * Pause, resume, snapshot and restore of the real sbx-vmm on real KVM,
+ * driven over a SOCK_SEQPACKET socketpair as sbxd drives it, plus the
+ * checks that reject broken snapshot files and the CRC-32C behind them.
+ * Needs /dev/kvm; skips without it.
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
@@ -22,6 +23,8 @@
 
 #include "sbxd/vmm_proto.h"
 #include "test_vmm_util.h"
+#include "vmm/crc32c.h"
+#include "vmm/snapshot.h"
 
 #define TIMEOUT_S 60
 #define VMM_MAX 24 /* VMMs one test may run at once */
@@ -91,6 +94,16 @@ static void teardown(void)
 		remove_tree(dir);
 }
 
+static char *path_in_dir(const char *name)
+{
+	static char paths[8][PATH_MAX];
+	static int next;
+	char *p = paths[next++ % 8];
+
+	snprintf(p, PATH_MAX, "%s/%s", dir, name);
+	return p;
+}
+
 static struct child *start(const char *const *argv)
 {
 	struct child *c;
@@ -119,6 +132,12 @@ static void send_text(struct child *c, uint32_t type, uint64_t seq,
 		      const char *text)
 {
 	send_raw(c, type, seq, text, text ? (uint32_t)strlen(text) : 0);
+}
+
+/* SNAPSHOT carries the path with its NUL terminator. */
+static void send_snapshot(struct child *c, uint64_t seq, const char *path)
+{
+	send_raw(c, SBX_MSG_SNAPSHOT, seq, path, (uint32_t)strlen(path) + 1);
 }
 
 /* Wait up to `timeout_ms` for a packet. Returns false on timeout. */
@@ -192,6 +211,36 @@ static void exec(struct child *c, uint64_t seq, const char *command,
 	expect_result(c, seq, 0, output);
 }
 
+/* Snapshot `c` to `path` and expect PAUSED (when it ran) and success. */
+static void snapshot(struct child *c, uint64_t seq, const char *path,
+		     bool running)
+{
+	struct packet p;
+
+	send_snapshot(c, seq, path);
+	if (running)
+		expect_reply(c, SBX_MSG_PAUSED, seq, 0);
+	recv_type(c, &p, SBX_MSG_SNAPSHOT_DONE);
+	cr_assert_eq(p.msg.seq, seq);
+	cr_assert_eq(p.msg.arg, 0, "SNAPSHOT_DONE %ld: %s", (long)p.msg.arg,
+		     (const char *)p.payload);
+	cr_assert_str_eq((const char *)p.payload, path);
+}
+
+static void kill_child(struct child *c)
+{
+	kill(c->pid, SIGKILL);
+	vmm_wait(c->pid, TIMEOUT_S);
+	c->pid = -1;
+}
+
+static struct child *restore(const char *path)
+{
+	const char *argv[] = { "--restore", path, NULL };
+
+	return start(argv);
+}
+
 /* User plus system CPU time of `pid`, in clock ticks. */
 static long cpu_ticks(pid_t pid)
 {
@@ -211,6 +260,29 @@ static long cpu_ticks(pid_t pid)
 	cr_assert_eq(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
 			    "%*u %lu %lu", &utime, &stime), 2);
 	return (long)(utime + stime);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Files in the test directory whose name contains `part`. */
+static int count_files(const char *part)
+{
+	struct dirent *de;
+	DIR *d = opendir(dir);
+	int n = 0;
+
+	cr_assert_not_null(d);
+	while ((de = readdir(d)))
+		if (strstr(de->d_name, part))
+			n++;
+	closedir(d);
+	return n;
 }
 
 /* ---- pause and resume ------------------------------------------------- */
@@ -317,4 +389,383 @@ Test(pause, stop_waits_for_resume)
 		     info.reason, info.message);
 	cr_assert_eq(vmm_wait(c->pid, TIMEOUT_S), 0);
 	c->pid = -1;
+}
+
+/* ---- snapshot and restore --------------------------------------------- */
+
+TestSuite(snapshot, .init = setup, .fini = teardown, .timeout = 120);
+
+Test(snapshot, counter_continues)
+{
+	const char *argv[] = { "--id", "snap-7", NULL };
+	const char *path = path_in_dir("counter.snap");
+	struct child *c = start(argv), *r;
+	char *err;
+
+	expect_ready(c);
+	exec(c, 1, "counter", "1");
+	exec(c, 2, "counter", "2");
+	exec(c, 3, "counter", "3");
+	snapshot(c, 4, path, true);
+	kill_child(c);
+
+	r = restore(path);
+	expect_ready(r);
+	exec(r, 5, "counter", "4");
+	kill_child(r);
+	err = read_all(r->err_fd);
+	cr_assert_not_null(strstr(err, "sbx-vmm snap-7: restored snapshot"),
+			   "restored VMM did not keep the id: %s", err);
+	free(err);
+}
+
+Test(snapshot, no_temporary_file_left)
+{
+	const char *path = path_in_dir("clean.snap");
+	struct child *c = start(NULL);
+	struct stat st;
+
+	expect_ready(c);
+	snapshot(c, 1, path, true);
+	cr_assert_eq(stat(path, &st), 0, "%s: %s", path, strerror(errno));
+	cr_assert_eq(count_files(".tmp."), 0);
+	cr_assert_eq(count_files(""), 3); /* ".", ".." and the snapshot */
+}
+
+Test(snapshot, vm_stays_paused_after)
+{
+	const char *path = path_in_dir("paused.snap");
+	struct child *c = start(NULL);
+
+	expect_ready(c);
+	send_text(c, SBX_MSG_PAUSE, 1, NULL);
+	expect_reply(c, SBX_MSG_PAUSED, 1, 0);
+	snapshot(c, 2, path, false);
+	send_text(c, SBX_MSG_EXEC, 3, "echo later");
+	expect_silence(c, 300, "exec ran after a snapshot, before RESUME");
+	send_text(c, SBX_MSG_RESUME, 4, NULL);
+	expect_reply(c, SBX_MSG_RESUMED, 4, 0);
+	expect_result(c, 3, 0, "later");
+}
+
+Test(snapshot, during_sleep_keeps_remaining_time)
+{
+	const char *path = path_in_dir("sleep.snap");
+	struct child *c = start(NULL), *r;
+	struct packet p;
+	double ready_at, elapsed;
+
+	expect_ready(c);
+	send_text(c, SBX_MSG_EXEC, 7, "sleep 4000");
+	usleep(1500000);
+	snapshot(c, 8, path, true);
+	kill_child(c);
+
+	/* The guest is inside SLEEP_NS with about 2.5 s left. A restore that
+	 * dropped the pending hypercall would return at once, and one that
+	 * restarted it would take 4 s. */
+	r = restore(path);
+	expect_ready(r);
+	ready_at = now_s();
+	expect_silence(r, 500, "the sleep ended early after the restore");
+	recv_type(r, &p, SBX_MSG_EXEC_RESULT);
+	elapsed = now_s() - ready_at;
+	cr_log_info("sleep ended %.2f s after the restore", elapsed);
+	cr_assert_eq(p.msg.seq, 7);
+	cr_assert_eq(p.msg.arg, 0);
+	cr_assert_lt(elapsed, 3.5, "sleep restarted: %.2f s", elapsed);
+	exec(r, 9, "counter", "1");
+}
+
+Test(snapshot, queued_exec_survives)
+{
+	const char *path = path_in_dir("queue.snap");
+	struct child *c = start(NULL), *r;
+
+	expect_ready(c);
+	send_text(c, SBX_MSG_PAUSE, 1, NULL);
+	expect_reply(c, SBX_MSG_PAUSED, 1, 0);
+	send_text(c, SBX_MSG_EXEC, 21, "echo from the queue");
+	send_text(c, SBX_MSG_EXEC, 22, "counter");
+	snapshot(c, 2, path, false);
+	kill_child(c);
+
+	r = restore(path);
+	expect_ready(r);
+	expect_result(r, 21, 0, "from the queue");
+	expect_result(r, 22, 0, "1");
+}
+
+Test(snapshot, before_ready_sends_ready_later)
+{
+	const char *argv[] = { "--boot-delay-ms", "1500", NULL };
+	const char *path = path_in_dir("boot.snap");
+	struct child *c = start(argv), *r;
+
+	/* The guest sleeps in SLEEP_NS before its READY. */
+	usleep(300000);
+	snapshot(c, 1, path, true);
+	kill_child(c);
+
+	r = restore(path);
+	expect_silence(r, 300, "READY before the boot delay ended");
+	expect_ready(r);
+	exec(r, 2, "echo booted", "booted");
+}
+
+Test(snapshot, of_restored_vm)
+{
+	const char *path = path_in_dir("chain.snap");
+	struct child *c = start(NULL), *r;
+
+	expect_ready(c);
+	exec(c, 1, "counter", "1");
+	snapshot(c, 2, path, true);
+	kill_child(c);
+
+	/* r maps the file it overwrites: the rename keeps its inode. */
+	r = restore(path);
+	expect_ready(r);
+	exec(r, 3, "counter", "2");
+	snapshot(r, 4, path, true);
+	kill_child(r);
+
+	r = restore(path);
+	expect_ready(r);
+	exec(r, 5, "counter", "3");
+}
+
+Test(snapshot, unwritable_path_keeps_vm)
+{
+	const char *file = path_in_dir("plain-file");
+	const char *path = path_in_dir("plain-file/x.snap");
+	struct child *c = start(NULL);
+	struct packet p;
+	int fd;
+
+	fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	cr_assert_geq(fd, 0, "%s: %s", file, strerror(errno));
+	close(fd);
+
+	expect_ready(c);
+	exec(c, 1, "counter", "1");
+	/* A regular file as the parent directory fails even for root. */
+	send_snapshot(c, 2, path);
+	expect_reply(c, SBX_MSG_PAUSED, 2, 0);
+	recv_type(c, &p, SBX_MSG_SNAPSHOT_DONE);
+	cr_assert_eq(p.msg.arg, -ENOTDIR, "SNAPSHOT_DONE %ld: %s",
+		     (long)p.msg.arg, (const char *)p.payload);
+	cr_assert_not_null(strstr((const char *)p.payload, path), "%s",
+			   (const char *)p.payload);
+
+	send_text(c, SBX_MSG_RESUME, 3, NULL);
+	expect_reply(c, SBX_MSG_RESUMED, 3, 0);
+	exec(c, 4, "counter", "2");
+	cr_assert_eq(count_files(".tmp."), 0);
+}
+
+Test(snapshot, invalid_payload_rejected)
+{
+	struct child *c = start(NULL);
+	struct packet p;
+
+	expect_ready(c);
+	send_snapshot(c, 1, "relative.snap");
+	recv_type(c, &p, SBX_MSG_SNAPSHOT_DONE);
+	cr_assert_eq(p.msg.arg, -EINVAL);
+	cr_assert_not_null(strstr((const char *)p.payload, "not absolute"),
+			   "%s", (const char *)p.payload);
+
+	send_text(c, SBX_MSG_SNAPSHOT, 2, "/tmp/no-terminator");
+	recv_type(c, &p, SBX_MSG_SNAPSHOT_DONE);
+	cr_assert_eq(p.msg.arg, -EINVAL);
+	cr_assert_not_null(strstr((const char *)p.payload, "NUL-terminated"),
+			   "%s", (const char *)p.payload);
+
+	/* Neither paused the VM. */
+	exec(c, 3, "echo running", "running");
+}
+
+Test(snapshot, restore_standalone)
+{
+	const char *path = path_in_dir("standalone.snap");
+	struct child *c = start(NULL);
+	const char *argv[] = { "--restore", path, "--", "counter", NULL };
+
+	expect_ready(c);
+	exec(c, 1, "counter", "1");
+	exec(c, 2, "counter", "2");
+	exec(c, 3, "counter", "3");
+	snapshot(c, 4, path, true);
+	kill_child(c);
+
+	vmm_run_standalone(argv, TIMEOUT_S, &res);
+	cr_assert_eq(res.status, 0, "status %d; stderr: %s", res.status,
+		     res.err);
+	cr_assert_str_eq(res.out, "4\n");
+}
+
+Test(snapshot, snapshot_to_standalone)
+{
+	const char *path = path_in_dir("made-standalone.snap");
+	const char *make[] = { "--snapshot-to", path, "--", "counter", NULL };
+	const char *use[] = { "--restore", path, "--verify-ram", "--",
+			      "counter", NULL };
+
+	vmm_run_standalone(make, TIMEOUT_S, &res);
+	cr_assert_eq(res.status, 0, "status %d; stderr: %s", res.status,
+		     res.err);
+	cr_assert_str_eq(res.out, "1\n");
+	cr_assert_eq(count_files(".tmp."), 0);
+	vmm_result_free(&res);
+
+	vmm_run_standalone(use, TIMEOUT_S, &res);
+	cr_assert_eq(res.status, 0, "status %d; stderr: %s", res.status,
+		     res.err);
+	cr_assert_str_eq(res.out, "2\n");
+}
+
+/* Sum the Rss and Pss lines of the mappings of `file` in /proc/PID/smaps. */
+static void mapping_memory(pid_t pid, const char *file, long *rss_kib,
+			   long *pss_kib)
+{
+	char path[64], line[PATH_MAX + 128];
+	bool in_file = false;
+	long kib;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps", pid);
+	f = fopen(path, "r");
+	cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+	*rss_kib = *pss_kib = 0;
+	while (fgets(line, sizeof(line), f)) {
+		/* A mapping's first line starts with its hex address range;
+		 * the field lines start with a capitalised name. */
+		if (line[0] >= 'A' && line[0] <= 'Z') {
+			if (!in_file)
+				continue;
+			if (sscanf(line, "Rss: %ld kB", &kib) == 1)
+				*rss_kib += kib;
+			else if (sscanf(line, "Pss: %ld kB", &kib) == 1)
+				*pss_kib += kib;
+			continue;
+		}
+		line[strcspn(line, "\n")] = '\0';
+		in_file = strlen(line) > strlen(file) &&
+			  !strcmp(line + strlen(line) - strlen(file), file);
+	}
+	fclose(f);
+}
+
+Test(snapshot, restores_share_pages)
+{
+	const char *path = path_in_dir("shared.snap");
+	struct child *c = start(NULL), *r[RESTORE_COUNT];
+	long rss_sum = 0, pss_sum = 0, rss, pss;
+	const int count = RESTORE_COUNT;
+
+	expect_ready(c);
+	exec(c, 1, "counter", "1");
+	snapshot(c, 2, path, true);
+	kill_child(c);
+
+	for (int i = 0; i < count; i++)
+		r[i] = restore(path);
+	for (int i = 0; i < count; i++) {
+		expect_ready(r[i]);
+		exec(r[i], 3, "echo shared", "shared");
+	}
+	for (int i = 0; i < count; i++) {
+		mapping_memory(r[i]->pid, path, &rss, &pss);
+		cr_assert_gt(rss, 0, "pid %d does not map %s", r[i]->pid,
+			     path);
+		rss_sum += rss;
+		pss_sum += pss;
+	}
+	cr_log_info("%d restores: guest RAM mappings RSS %ld KiB, PSS %ld KiB",
+		    count, rss_sum, pss_sum);
+	fprintf(stderr, "%d restores of one snapshot: RSS sum %ld KiB, "
+		"PSS sum %ld KiB of the mapped guest RAM\n",
+		count, rss_sum, pss_sum);
+	cr_assert_lt(pss_sum * 2, rss_sum,
+		     "PSS %ld KiB is not clearly below RSS %ld KiB", pss_sum,
+		     rss_sum);
+}
+
+Test(snapshot, does_not_grow_rss)
+{
+	const char *first = path_in_dir("rss-1.snap");
+	const char *second = path_in_dir("rss-2.snap");
+	struct child *c = start(NULL), *r;
+	long before, after, pss;
+
+	/* Reading untouched guest RAM would allocate it: 16 MiB per VM. */
+	expect_ready(c);
+	mapping_memory(c->pid, "sbx-guest-ram (deleted)", &before, &pss);
+	snapshot(c, 1, first, true);
+	mapping_memory(c->pid, "sbx-guest-ram (deleted)", &after, &pss);
+	cr_log_info("memfd RAM RSS %ld KiB before, %ld KiB after", before,
+		    after);
+	cr_assert_gt(before, 0);
+	cr_assert_lt(after - before, 1024, "RSS grew from %ld to %ld KiB",
+		     before, after);
+	kill_child(c);
+
+	r = restore(first);
+	expect_ready(r);
+	exec(r, 2, "counter", "1");
+	mapping_memory(r->pid, first, &before, &pss);
+	snapshot(r, 3, second, true);
+	mapping_memory(r->pid, first, &after, &pss);
+	cr_log_info("restored RAM RSS %ld KiB before, %ld KiB after", before,
+		    after);
+	cr_assert_lt(after - before, 1024, "RSS grew from %ld to %ld KiB",
+		     before, after);
+	kill_child(r);
+
+	r = restore(second);
+	expect_ready(r);
+	exec(r, 4, "counter", "2");
+}
+
+/* ---- CRC-32C ---------------------------------------------------------- */
+
+Test(crc32c, check_value)
+{
+	cr_assert_eq(crc32c(0, "123456789", 9), 0xe3069283u);
+	cr_assert_eq(crc32c_portable(0, "123456789", 9), 0xe3069283u);
+	cr_assert_eq(crc32c(0, "", 0), 0);
+}
+
+Test(crc32c, fast_matches_portable)
+{
+	size_t size = 1 << 20;
+	uint8_t *buf = malloc(size);
+	uint32_t seed = 1;
+
+	cr_assert_not_null(buf);
+	for (size_t i = 0; i < size; i++) {
+		seed = seed * 1103515245u + 12345u;
+		buf[i] = (uint8_t)(seed >> 16);
+	}
+	/* Lengths around the three-stream threshold and odd offsets. */
+	for (size_t len = 0; len < size; len = len * 2 + 7)
+		cr_assert_eq(crc32c(7, buf + 3, len),
+			     crc32c_portable(7, buf + 3, len), "length %zu",
+			     len);
+	cr_assert_eq(crc32c(crc32c(0, buf, 5000), buf + 5000, size - 5000),
+		     crc32c_portable(0, buf, size));
+	free(buf);
+}
+
+Test(crc32c, zeros_match_data)
+{
+	size_t size = 3 << 20;
+	uint8_t *zeros = calloc(1, size);
+
+	cr_assert_not_null(zeros);
+	for (size_t len = 0; len < size; len = len * 3 + 1)
+		cr_assert_eq(crc32c_zeros(0x1234, len),
+			     crc32c(0x1234, zeros, len), "length %zu", len);
+	free(zeros);
 }

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 # sbx-vmm tests: the ELF loader in-process, and the real sbx-vmm binary on
-# real KVM for every guest end, the control channel, pause and resume.
+# real KVM for every guest end, the control channel, pause, resume,
+# snapshots and restores.
 
 sbx_criterion_test(test_elf
 	SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_elf.c
@@ -19,3 +20,6 @@ foreach(name test_vmm test_vmm_control test_vmm_snapshot)
 		SBX_TEST_GUEST="${PROJECT_BINARY_DIR}/tests/guests/sbx-test-guest")
 	add_dependencies(${name} sbx-vmm sbx-agent sbx-test-guest)
 endforeach()
+
+# The snapshot tests also check the file format and CRC-32C in-process.
+target_link_libraries(test_vmm_snapshot PRIVATE sbxvmm_core)
