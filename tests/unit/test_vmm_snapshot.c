@@ -728,6 +728,256 @@ Test(snapshot, does_not_grow_rss)
 	exec(r, 4, "counter", "2");
 }
 
+/* ---- broken files ----------------------------------------------------- */
+
+static char good[PATH_MAX];
+
+/* Make a good snapshot of an sbx-agent that counted to 1. */
+static void broken_setup(void)
+{
+	const char *argv[] = { "--snapshot-to", NULL, "--", "counter", NULL };
+
+	setup();
+	snprintf(good, sizeof(good), "%s/good.snap", dir);
+	argv[1] = good;
+	vmm_run_standalone(argv, TIMEOUT_S, &res);
+	cr_assert_eq(res.status, 0, "making a snapshot: status %d; %s",
+		     res.status, res.err);
+	vmm_result_free(&res);
+}
+
+static void copy_file(const char *from, const char *to)
+{
+	char buf[65536];
+	int in = open(from, O_RDONLY | O_CLOEXEC);
+	int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ssize_t n;
+
+	cr_assert_geq(in, 0, "%s: %s", from, strerror(errno));
+	cr_assert_geq(out, 0, "%s: %s", to, strerror(errno));
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		cr_assert_eq(write(out, buf, (size_t)n), n);
+	cr_assert_eq(n, 0);
+	close(in);
+	close(out);
+}
+
+static void read_header(const char *path, struct snap_header *hdr)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(pread(fd, hdr, sizeof(*hdr), 0), (ssize_t)sizeof(*hdr));
+	close(fd);
+}
+
+static void write_at(const char *path, uint64_t offset, const void *data,
+		     size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(pwrite(fd, data, len, (off_t)offset), (ssize_t)len);
+	close(fd);
+}
+
+/* Invert one byte of `path` at `offset`. */
+static void flip_byte(const char *path, uint64_t offset)
+{
+	uint8_t byte;
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(pread(fd, &byte, 1, (off_t)offset), 1);
+	byte = (uint8_t)~byte;
+	cr_assert_eq(pwrite(fd, &byte, 1, (off_t)offset), 1);
+	close(fd);
+}
+
+/* Restore `path` standalone and expect exit 2 with `problem` and path. */
+static void expect_rejected(const char *path, const char *problem,
+			    bool verify_ram)
+{
+	const char *argv[] = { "--restore", path, "--", "counter", NULL,
+			       NULL };
+
+	if (verify_ram) {
+		argv[2] = "--verify-ram";
+		argv[3] = "--";
+		argv[4] = "counter";
+	}
+	vmm_run_standalone(argv, TIMEOUT_S, &res);
+	cr_assert_eq(res.status, SBX_VMM_STATUS_USAGE,
+		     "status %d, expected %d; stdout: %s; stderr: %s",
+		     res.status, SBX_VMM_STATUS_USAGE, res.out, res.err);
+	cr_assert_str_eq(res.out, "");
+	cr_assert_not_null(strstr(res.err, problem), "stderr lacks \"%s\": %s",
+			   problem, res.err);
+	cr_assert_not_null(strstr(res.err, path), "stderr lacks the path: %s",
+			   res.err);
+}
+
+TestSuite(broken, .init = broken_setup, .fini = teardown, .timeout = 120);
+
+Test(broken, good_file_restores)
+{
+	const char *argv[] = { "--restore", good, "--verify-ram", "--",
+			       "counter", NULL };
+
+	vmm_run_standalone(argv, TIMEOUT_S, &res);
+	cr_assert_eq(res.status, 0, "status %d; stderr: %s", res.status,
+		     res.err);
+	cr_assert_str_eq(res.out, "2\n");
+}
+
+Test(broken, state_byte_flipped)
+{
+	const char *bad = path_in_dir("state.snap");
+	struct snap_header hdr;
+
+	copy_file(good, bad);
+	read_header(bad, &hdr);
+	flip_byte(bad, hdr.vmm_offset + 16);
+	expect_rejected(bad, "checksum mismatch in the header and state",
+			false);
+}
+
+Test(broken, vcpu_byte_flipped)
+{
+	const char *bad = path_in_dir("vcpu.snap");
+	struct snap_header hdr;
+
+	copy_file(good, bad);
+	read_header(bad, &hdr);
+	flip_byte(bad, hdr.vcpu_offset); /* low byte of RAX */
+	expect_rejected(bad, "checksum mismatch in the header and state",
+			false);
+}
+
+Test(broken, ram_byte_flipped)
+{
+	const char *bad = path_in_dir("ram.snap");
+	struct snap_header hdr;
+
+	copy_file(good, bad);
+	read_header(bad, &hdr);
+	/* In the guest's image at 4 MiB, which contains data. */
+	flip_byte(bad, hdr.ram_offset + 0x400000 + 100);
+	expect_rejected(bad, "RAM checksum mismatch", true);
+}
+
+Test(broken, ram_hole_written)
+{
+	const char *bad = path_in_dir("hole.snap");
+	struct snap_header hdr;
+	const uint8_t byte = 1;
+
+	copy_file(good, bad);
+	read_header(bad, &hdr);
+	/* Free heap at 10 MiB is zero, a hole in the file. */
+	write_at(bad, hdr.ram_offset + 10 * 1024 * 1024, &byte, 1);
+	expect_rejected(bad, "RAM checksum mismatch", true);
+}
+
+Test(broken, truncated)
+{
+	const char *bad = path_in_dir("short.snap");
+	struct snap_header hdr;
+
+	copy_file(good, bad);
+	read_header(bad, &hdr);
+	cr_assert_eq(truncate(bad, (off_t)(hdr.file_size - 4096)), 0);
+	expect_rejected(bad, "truncated", false);
+}
+
+Test(broken, shorter_than_header)
+{
+	const char *bad = path_in_dir("tiny.snap");
+
+	copy_file(good, bad);
+	cr_assert_eq(truncate(bad, 100), 0);
+	expect_rejected(bad, "truncated: the file has 100 bytes", false);
+}
+
+Test(broken, bad_magic)
+{
+	const char *bad = path_in_dir("magic.snap");
+
+	copy_file(good, bad);
+	write_at(bad, 0, "\177ELF", 4);
+	expect_rejected(bad, "not an sbx-vmm snapshot: bad magic", false);
+}
+
+Test(broken, newer_version)
+{
+	const char *bad = path_in_dir("version.snap");
+	uint32_t version = SNAP_VERSION + 1;
+	char want[64];
+
+	copy_file(good, bad);
+	write_at(bad, offsetof(struct snap_header, version), &version,
+		 sizeof(version));
+	snprintf(want, sizeof(want), "format version %u is newer", version);
+	expect_rejected(bad, want, false);
+}
+
+Test(broken, zero_length)
+{
+	const char *bad = path_in_dir("empty.snap");
+	int fd = open(bad, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+
+	cr_assert_geq(fd, 0);
+	close(fd);
+	expect_rejected(bad, "empty (0 bytes)", false);
+}
+
+Test(broken, directory)
+{
+	const char *bad = path_in_dir("a-directory");
+
+	cr_assert_eq(mkdir(bad, 0700), 0);
+	expect_rejected(bad, "is a directory", false);
+}
+
+Test(broken, missing_file)
+{
+	expect_rejected(path_in_dir("absent.snap"), "No such file", false);
+}
+
+Test(broken, boot_flag_with_restore)
+{
+	const char *argv[] = { "--restore", good, "--memory-mib", "32", NULL };
+
+	vmm_run_standalone(argv, TIMEOUT_S, &res);
+	cr_assert_eq(res.status, SBX_VMM_STATUS_USAGE);
+	cr_assert_not_null(strstr(res.err, "--memory-mib cannot be combined "
+					   "with --restore"),
+			   "%s", res.err);
+}
+
+Test(broken, verify_ram_needs_restore)
+{
+	const char *argv[] = { "--verify-ram", "--", "echo", "hi", NULL };
+
+	vmm_run_standalone(argv, TIMEOUT_S, &res);
+	cr_assert_eq(res.status, SBX_VMM_STATUS_USAGE);
+	cr_assert_not_null(strstr(res.err, "--verify-ram needs --restore"),
+			   "%s", res.err);
+}
+
+Test(broken, help_lists_snapshot_flags)
+{
+	static const char *const flags[] = { "--restore PATH", "--verify-ram",
+					     "--snapshot-to PATH" };
+	const char *argv[] = { "--help", NULL };
+
+	vmm_run_standalone(argv, TIMEOUT_S, &res);
+	cr_assert_eq(res.status, 0);
+	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
+		cr_assert_not_null(strstr(res.out, flags[i]),
+				   "--help lacks %s", flags[i]);
+}
+
 /* ---- CRC-32C ---------------------------------------------------------- */
 
 Test(crc32c, check_value)
