@@ -7,11 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "drainmap.h"
+
 enum opt_kind {
 	OPT_FLAG,	/* bool, no value */
 	OPT_STRING,	/* const char * */
 	OPT_INT,	/* long long, from min to INT32_MAX */
 	OPT_META,	/* appended to cli->meta */
+	OPT_DURATION,	/* long long ms, from min to INT32_MAX */
 };
 
 struct option_spec {
@@ -19,8 +22,9 @@ struct option_spec {
 	char short_name;	/* 0 when there is none */
 	enum opt_kind kind;
 	size_t offset;		/* field in struct cli */
-	long long min;		/* OPT_INT only */
-	const char *value_hint;	/* OPT_INT: what a valid value looks like */
+	long long min;		/* OPT_INT and OPT_DURATION only */
+	/* OPT_INT and OPT_DURATION: what a valid value looks like. */
+	const char *value_hint;
 };
 
 #define FIELD(name) offsetof(struct cli, name)
@@ -55,6 +59,9 @@ static const struct option_spec stop_options[] = {
 
 static const struct option_spec node_options[] = {
 	{ "watch", 'w', OPT_FLAG, FIELD(watch), 0, NULL },
+	{ "instance", 0, OPT_STRING, FIELD(instance), 0, NULL },
+	{ "interval", 0, OPT_DURATION, FIELD(interval_ms), 1,
+	  "a duration of at least 1ms, such as 200ms, 2s or 1m" },
 };
 
 struct command_spec {
@@ -103,10 +110,17 @@ static const struct command_spec commands[] = {
 	  "                (server default: 10000)\n" },
 	{ "kill", CLI_KILL, NULL, 0, true, "ID",
 	  "Kill a sandbox now (HTTP DELETE).", NULL },
-	{ "node", CLI_NODE, OPTIONS(node_options), false, "[--watch]",
+	{ "node", CLI_NODE, OPTIONS(node_options), false,
+	  "[--watch [--instance NAME] [--interval DUR]]",
 	  "Show the node's state and counters.",
-	  "  -w, --watch  poll every 500 ms and redraw one status line until\n"
-	  "               sbxd goes away or Ctrl-C\n" },
+	  "  -w, --watch      show one status line, redrawn in place on a\n"
+	  "                   terminal, until sbxd exits or Ctrl-C. Reads\n"
+	  "                   sbxd's pinned BPF map of the drain state where\n"
+	  "                   it can (as root), else polls GET /v1/node\n"
+	  "  --instance NAME  sbxd instance whose map to read (default:\n"
+	  "                   $SBXD_INSTANCE, else \"default\")\n"
+	  "  --interval DUR   time between reads: 500ms, 2s, 1m or 1h\n"
+	  "                   (default: 500ms)\n" },
 	{ "force-stop", CLI_FORCE_STOP, NULL, 0, false, "",
 	  "Force-stop every live sandbox; safe to repeat.", NULL },
 	{ "help", CLI_HELP, NULL, 0, false, "[COMMAND]",
@@ -185,6 +199,39 @@ static int parse_int(const struct option_spec *opt, const char *text,
 		return -EINVAL;
 	}
 	*out = value;
+	return 0;
+}
+
+/* Parse DIGITS followed by ms, s, m or h, the duration form of sbxd. */
+static int parse_duration(const struct option_spec *opt, const char *text,
+			  long long *out, char *err, size_t err_len)
+{
+	long long value = 0, scale;
+	const char *p = text;
+
+	while (*p >= '0' && *p <= '9' && value <= INT32_MAX) {
+		value = value * 10 + (*p - '0');
+		p++;
+	}
+	if (strcmp(p, "ms") == 0)
+		scale = 1;
+	else if (strcmp(p, "s") == 0)
+		scale = 1000;
+	else if (strcmp(p, "m") == 0)
+		scale = 60 * 1000;
+	else if (strcmp(p, "h") == 0)
+		scale = 3600 * 1000;
+	else
+		scale = 0;
+
+	/* value stops growing past INT32_MAX, so the product cannot overflow. */
+	if (p == text || !scale || value * scale < opt->min ||
+	    value * scale > INT32_MAX) {
+		snprintf(err, err_len, "invalid value '%s' for --%s: use %s",
+			 text, opt->name, opt->value_hint);
+		return -EINVAL;
+	}
+	*out = value * scale;
 	return 0;
 }
 
@@ -293,6 +340,9 @@ static int apply_option(struct cli *cli, const struct command_spec *cmd,
 		return parse_int(opt, value, (long long *)field, err, err_len);
 	case OPT_META:
 		return add_meta(cli, value, err, err_len);
+	case OPT_DURATION:
+		return parse_duration(opt, value, (long long *)field, err,
+				      err_len);
 	case OPT_FLAG:
 		break;
 	}
@@ -400,6 +450,19 @@ static int check_complete(struct cli *cli, const struct command_spec *cmd,
 			 cmd->name);
 		return -EINVAL;
 	}
+	if (cmd->command == CLI_NODE && !cli->watch &&
+	    (cli->instance || cli->interval_ms != CLI_UNSET)) {
+		snprintf(err, err_len, "option --%s needs --watch",
+			 cli->instance ? "instance" : "interval");
+		return -EINVAL;
+	}
+	if (cli->instance && !drainmap_instance_valid(cli->instance)) {
+		snprintf(err, err_len,
+			 "invalid value '%s' for --instance: use the name "
+			 "given to sbxd --instance (%s)",
+			 cli->instance, DRAINMAP_INSTANCE_RULE);
+		return -EINVAL;
+	}
 	if (cmd->command == CLI_EXEC && cli->exec_argc == 0) {
 		snprintf(err, err_len,
 			 "'exec' needs a command after the ID, such as 'sbxctl exec %s -- echo hi'",
@@ -421,6 +484,7 @@ int cli_parse(int argc, char **argv, struct cli *cli, char *err,
 	cli->boot_delay_ms = CLI_UNSET;
 	cli->timeout_ms = CLI_UNSET;
 	cli->grace_ms = CLI_UNSET;
+	cli->interval_ms = CLI_UNSET;
 	err[0] = '\0';
 
 	ret = parse_globals(argc, argv, cli, &i, err, err_len);

@@ -55,6 +55,8 @@ struct cli {
 
 	/* node */
 	bool watch;
+	const char *instance;		/* --instance, NULL when not given */
+	long long interval_ms;		/* --interval, CLI_UNSET by default */
 };
 
 /*

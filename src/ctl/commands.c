@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,17 +15,7 @@
 #include "format.h"
 #include "http.h"
 #include "request.h"
-
-#define WATCH_INTERVAL_MS 500
-#define WATCH_RESPONSE_TIMEOUT_MS 10000
-#define EXIT_INTERRUPTED 130 /* 128 + SIGINT, as shells report it */
-
-static volatile sig_atomic_t interrupted;
-
-static void on_interrupt(int signo)
-{
-	interrupted = signo;
-}
+#include "watch.h"
 
 static int64_t now_ms(void)
 {
@@ -51,14 +40,14 @@ static const char *connect_hint(int err)
 	}
 }
 
-static void report_connect_error(const struct ctl_addr *addr, int err)
+void cmd_report_connect_error(const struct ctl_addr *addr, int err)
 {
 	fprintf(stderr, "sbxctl: cannot connect to sbxd at %s (%s): %s; %s\n",
 		addr->text, addr_source_name(addr->source), strerror(-err),
 		connect_hint(err));
 }
 
-static void report_transfer_error(const struct ctl_addr *addr, int err)
+void cmd_report_transfer_error(const struct ctl_addr *addr, int err)
 {
 	switch (err) {
 	case -ECONNRESET:
@@ -121,13 +110,13 @@ static int exchange(const struct ctl_addr *addr, const struct ctl_request *req,
 
 	fd = http_connect(addr);
 	if (fd < 0) {
-		report_connect_error(addr, fd);
+		cmd_report_connect_error(addr, fd);
 		return fd;
 	}
 	ret = http_roundtrip(fd, req->method, req->path, req->body, resp);
 	close(fd);
 	if (ret)
-		report_transfer_error(addr, ret);
+		cmd_report_transfer_error(addr, ret);
 	return ret;
 }
 
@@ -268,133 +257,6 @@ static int handle_response(const struct cli *cli,
 	return status;
 }
 
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {
-		.tv_sec = ms / 1000,
-		.tv_nsec = (long)(ms % 1000) * 1000000,
-	};
-
-	/* A signal cuts the sleep short, and the loop then checks interrupted. */
-	nanosleep(&ts, NULL);
-}
-
-/* Fetch GET /v1/node once and write the watch line for it. */
-static int poll_node(const struct ctl_addr *addr,
-		     const struct ctl_request *req, bool json, char *line,
-		     size_t len)
-{
-	struct http_response resp;
-	json_t *root;
-	int fd, ret;
-
-	fd = http_connect(addr);
-	if (fd < 0)
-		return fd;
-	ret = http_set_timeout(fd, WATCH_RESPONSE_TIMEOUT_MS);
-	if (!ret) {
-		http_response_init(&resp);
-		ret = http_roundtrip(fd, req->method, req->path, req->body,
-				     &resp);
-	}
-	close(fd);
-	if (ret)
-		goto free_resp;
-
-	root = json_loads(resp.body ? resp.body : "", 0, NULL);
-	if (resp.status != 200) {
-		char message[400];
-
-		fmt_error(message, sizeof(message), resp.status, resp.body,
-			  resp.retry_after);
-		snprintf(line, len, "error: %s", message);
-	} else if (!root) {
-		snprintf(line, len, "error: the node status is not JSON");
-	} else if (json) {
-		char *text = json_dumps(root, JSON_COMPACT |
-					      JSON_PRESERVE_ORDER);
-
-		snprintf(line, len, "%s", text ? text : "{}");
-		free(text);
-	} else {
-		fmt_node_line(line, len, root);
-	}
-	json_decref(root);
-
-free_resp:
-	http_response_free(&resp);
-	return ret;
-}
-
-static void install_interrupt_handler(void)
-{
-	struct sigaction sa = { .sa_handler = on_interrupt };
-
-	/* No SA_RESTART: the handler must cut nanosleep and recv short. */
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-}
-
-/*
- * Redraw the node status every WATCH_INTERVAL_MS until sbxd goes away. On
- * a terminal one line is redrawn in place. Elsewhere a line is printed
- * each time the status changes. With --json each poll prints its JSON.
- *
- * NOTE: this polls the HTTP API, so each redraw costs sbxd one request and
- * the counters are up to WATCH_INTERVAL_MS old. The pinned drain-state map
- * could be read without sbxd's help, but only as root.
- */
-static int watch_node(const struct cli *cli, const struct ctl_addr *addr,
-		      const struct ctl_request *req)
-{
-	bool tty = isatty(STDOUT_FILENO);
-	char line[1024], last[1024] = "";
-	bool seen = false;
-	int ret;
-
-	install_interrupt_handler();
-	while (!interrupted) {
-		ret = poll_node(addr, req, cli->json, line, sizeof(line));
-		if (ret == -EINTR || (ret && interrupted))
-			break;
-		if (ret == -EAGAIN) {
-			snprintf(line, sizeof(line),
-				 "no response from sbxd within %d s",
-				 WATCH_RESPONSE_TIMEOUT_MS / 1000);
-		} else if (ret && !seen) {
-			if (ret == -ENOENT || ret == -ECONNREFUSED ||
-			    ret == -EACCES || ret == -EPERM)
-				report_connect_error(addr, ret);
-			else
-				report_transfer_error(addr, ret);
-			return 1;
-		} else if (ret) {
-			if (tty && !cli->json)
-				fputc('\n', stdout);
-			printf("sbxd at %s went away: %s\n", addr->text,
-			       strerror(-ret));
-			return 0;
-		}
-		seen = true;
-
-		if (cli->json) {
-			printf("%s\n", line);
-		} else if (tty) {
-			/* \r returns to the line start, \033[K clears the rest. */
-			printf("\r%s\033[K", line);
-		} else if (strcmp(line, last) != 0) {
-			printf("%s\n", line);
-			snprintf(last, sizeof(last), "%s", line);
-		}
-		fflush(stdout);
-		sleep_ms(WATCH_INTERVAL_MS);
-	}
-	if (tty && !cli->json)
-		fputc('\n', stdout);
-	return EXIT_INTERRUPTED;
-}
-
 int cmd_run(const struct cli *cli)
 {
 	struct http_response resp;
@@ -417,7 +279,7 @@ int cmd_run(const struct cli *cli)
 	}
 
 	if (cli->command == CLI_NODE && cli->watch) {
-		status = watch_node(cli, &addr, &req);
+		status = watch_run(cli, &addr, &req);
 		goto free_request;
 	}
 

@@ -3,6 +3,7 @@
 #ifndef SBXCTL_COMMANDS_H
 #define SBXCTL_COMMANDS_H
 
+#include "addr.h"
 #include "cli.h"
 
 /*
@@ -11,5 +12,11 @@
  * malformed --socket, or the exit code of an exec'ed command.
  */
 int cmd_run(const struct cli *cli);
+
+/* Print why connecting to @addr failed (@err is -errno) and what to do. */
+void cmd_report_connect_error(const struct ctl_addr *addr, int err);
+
+/* Print why a request to @addr failed after connecting (@err is -errno). */
+void cmd_report_transfer_error(const struct ctl_addr *addr, int err);
 
 #endif

@@ -460,11 +460,9 @@ static void append_field(char *buf, size_t len, json_t *node,
 		 cell);
 }
 
-void fmt_node_line(char *buf, size_t len, json_t *node)
+void fmt_node_status(char *buf, size_t len, json_t *node)
 {
 	json_t *state = json_object_get(node, "state");
-	json_t *draining = json_object_get(node, "draining_for_ms");
-	size_t used;
 
 	if (!len)
 		return;
@@ -476,6 +474,16 @@ void fmt_node_line(char *buf, size_t len, json_t *node)
 	append_field(buf, len, node, "rejected", "rejected");
 	append_field(buf, len, node, "started", "started");
 	append_field(buf, len, node, "failed", "failed");
+}
+
+void fmt_node_line(char *buf, size_t len, json_t *node)
+{
+	json_t *draining = json_object_get(node, "draining_for_ms");
+	size_t used;
+
+	if (!len)
+		return;
+	fmt_node_status(buf, len, node);
 	used = strlen(buf);
 	if (json_is_number(draining) && used + 1 < len)
 		snprintf(buf + used, len - used, "  draining for %.1fs",

@@ -30,8 +30,14 @@ void fmt_sandbox_summary(FILE *out, json_t *sandbox);
 /* Print every field of GET /v1/node as aligned "name: value" lines. */
 void fmt_node(FILE *out, json_t *node);
 
-/* Write the one-line node status that "node --watch" redraws. */
+/*
+ * Write the one-line node status that "node --watch" redraws: the state
+ * and the counters, then the time draining when draining_for_ms is set.
+ */
 void fmt_node_line(char *buf, size_t len, json_t *node);
+
+/* Write the line of fmt_node_line() without the time draining. */
+void fmt_node_status(char *buf, size_t len, json_t *node);
 
 /* Print the result of POST /v1/node/force-stop. */
 void fmt_force_stop(FILE *out, json_t *result);

@@ -3,7 +3,8 @@
  * sbxctl against a real sbxd with real VMs: each test runs the sbxctl
  * program, as a user would, and checks its output and exit status. Covers
  * the sandbox round trip, server errors, socket discovery, usage errors,
- * force-stop, TCP and "node --watch" following a drain to the end.
+ * force-stop, TCP and "node --watch" following a drain to the end, once
+ * from the pinned BPF map and once from the API.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -15,8 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <linux/magic.h>
 
 #include <criterion/criterion.h>
 
@@ -75,7 +79,8 @@ static void child_track(pid_t pid, bool add)
 
 /*
  * Start sbxctl with argv (argv[0] is ignored) and extra environment
- * entries; variables that steer sbxctl to a socket are not inherited.
+ * entries; variables that steer sbxctl to a socket or an instance are not
+ * inherited.
  */
 static void ctl_spawn(struct ctl_child *c, const char *const argv[],
 		      const char *const env[])
@@ -93,6 +98,7 @@ static void ctl_spawn(struct ctl_child *c, const char *const argv[],
 		dup2(err[1], STDERR_FILENO);
 		unsetenv("SBXD_SOCKET");
 		unsetenv("SBXD_STATE_DIR");
+		unsetenv("SBXD_INSTANCE");
 		for (size_t i = 0; env && env[i]; i++)
 			putenv((char *)env[i]);
 		execv(SBXCTL, (char *const *)argv);
@@ -440,28 +446,66 @@ Test(ctl, tcp_listener, .timeout = 60)
 	ctl_free(&c);
 }
 
+/* Count the lines of text that start with prefix. */
+static int count_lines(const char *text, const char *prefix)
+{
+	size_t len = strlen(prefix);
+	const char *line = text;
+	int count = 0;
+
+	while (*line) {
+		const char *end = strchr(line, '\n');
+
+		count += strncmp(line, prefix, len) == 0;
+		if (!end)
+			break;
+		line = end + 1;
+	}
+	return count;
+}
+
 /*
- * The demo's story. "node --watch" shows serving, then draining after
- * SIGTERM while a sandbox lives. Create is rejected with 503. Stopping the
- * last sandbox lets sbxd exit 0, and then the watch ends by itself.
+ * The demo's story, told by "node --watch" over the API. sbxd runs the
+ * memfd gate, which pins no map, so the watch says why it polls the API.
+ * It shows serving, then draining after SIGTERM while a sandbox lives.
+ * Create is rejected with 503. Stopping the last sandbox lets sbxd exit 0,
+ * and then the watch ends by itself.
  */
 Test(ctl, watch_follows_drain, .timeout = 180)
 {
+	char instance_env[128], want[PATH_MAX + 128];
 	struct ctl_child watch, c;
 	char id[128];
 
-	sbxd_start_checked(&sbxd, NULL, NULL);
+	sbxd_start_checked(&sbxd,
+			   (const char *const[]){ "--gate", "memfd", NULL },
+			   NULL);
 	ctl_create(id, sizeof(id), NULL);
 
+	snprintf(instance_env, sizeof(instance_env), "SBXD_INSTANCE=%s",
+		 sbxd.instance);
 	ctl_spawn(&watch,
 		  (const char *const[]){ "sbxctl", "--socket", sbxd.sock_path,
-					 "node", "--watch", NULL },
-		  NULL);
-	cr_assert(ctl_wait_output(&watch, "serving", 10000),
+					 "node", "--watch", "--interval",
+					 "100ms", NULL },
+		  (const char *const[]){ instance_env, NULL });
+	cr_assert(ctl_wait_output(&watch, "\nserving  live 1", 10000),
 		  "watch never showed serving: %s%s", watch.out, watch.err);
+	snprintf(want, sizeof(want), "source: API GET /v1/node at unix:%s ",
+		 sbxd.sock_path);
+	cr_assert(strncmp(watch.out, want, strlen(want)) == 0,
+		  "first line is not the API source: %s", watch.out);
+	if (geteuid() == 0) {
+		snprintf(want, sizeof(want),
+			 "because /sys/fs/bpf/sbxd/%s/drain_state does not "
+			 "exist (sbxd uses the memfd gate",
+			 sbxd.instance);
+		cr_assert(strstr(watch.out, want), "no reason: %s",
+			  watch.out);
+	}
 
 	cr_assert_eq(sbxd_signal(&sbxd, SIGTERM), 0);
-	cr_assert(ctl_wait_output(&watch, "draining", 10000),
+	cr_assert(ctl_wait_output(&watch, "\ndraining  live 1", 10000),
 		  "watch never showed draining: %s%s", watch.out, watch.err);
 
 	CTL(&c, "create");
@@ -477,6 +521,94 @@ Test(ctl, watch_follows_drain, .timeout = 180)
 	ctl_finish(&watch, 10000);
 	cr_assert_eq(watch.status, 0, "watch exit status %d; stderr: %s",
 		     watch.status, watch.err);
-	cr_assert(strstr(watch.out, "went away"), "watch: %s", watch.out);
+	cr_assert(strstr(watch.out, "\nlast seen: "), "watch: %s", watch.out);
+	snprintf(want, sizeof(want), "\nsbxd at unix:%s went away: ",
+		 sbxd.sock_path);
+	cr_assert(strstr(watch.out, want), "watch: %s", watch.out);
+	cr_assert_str_eq(watch.err, "");
+	ctl_free(&watch);
+}
+
+static void require_bpffs(void)
+{
+	struct statfs fs;
+
+	harness_require_root("sbxctl reads the pinned BPF map as root");
+	if (statfs("/sys/fs/bpf", &fs) < 0 || fs.f_type != BPF_FS_MAGIC)
+		cr_skip_test("skipped: /sys/fs/bpf is not a bpffs mount");
+}
+
+/*
+ * With the BPF gate, "node --watch --instance NAME" reads sbxd's pinned
+ * map. Its --socket names no server, so every line comes from the map.
+ * The watch follows a drain with a live sandbox and a rejected create,
+ * prints a line only when a counter or the state changes, and ends with
+ * the final state once sbxd removes its pin at exit.
+ */
+Test(ctl, watch_reads_bpf_map, .timeout = 180)
+{
+	char no_socket[PATH_MAX + 32], pin[128], want[512];
+	struct ctl_child watch, c;
+	char id[128];
+
+	require_bpffs();
+	sbxd_start_checked(&sbxd,
+			   (const char *const[]){ "--gate", "bpf", NULL },
+			   NULL);
+	ctl_create(id, sizeof(id), NULL);
+
+	snprintf(no_socket, sizeof(no_socket), "%s/no-sbxd.sock", sbxd.dir);
+	snprintf(pin, sizeof(pin), "/sys/fs/bpf/sbxd/%s/drain_state",
+		 sbxd.instance);
+	ctl_spawn(&watch,
+		  (const char *const[]){ "sbxctl", "--socket", no_socket,
+					 "node", "--watch", "--instance",
+					 sbxd.instance, "--interval", "100ms",
+					 NULL },
+		  NULL);
+	cr_assert(ctl_wait_output(&watch, "\nserving  live 1  starting 0",
+				  10000),
+		  "watch never showed serving: %s%s", watch.out, watch.err);
+	snprintf(want, sizeof(want),
+		 "source: bpf map %s of sbxd instance \"%s\" (from --instance)",
+		 pin, sbxd.instance);
+	cr_assert(strncmp(watch.out, want, strlen(want)) == 0,
+		  "first line is not the map source: %s", watch.out);
+
+	cr_assert_eq(sbxd_signal(&sbxd, SIGTERM), 0);
+	cr_assert(ctl_wait_output(&watch,
+				  "\ndraining  live 1  starting 0  admitted 1  rejected 0",
+				  10000),
+		  "watch never showed draining: %s%s", watch.out, watch.err);
+	/* Several reads pass while nothing changes but the time. */
+	harness_sleep_ms(500);
+
+	CTL(&c, "create");
+	assert_status(&c, 1, "create while draining");
+	ctl_free(&c);
+	cr_assert(ctl_wait_output(&watch, "rejected 1", 10000),
+		  "watch never showed the rejected create: %s%s", watch.out,
+		  watch.err);
+
+	CTL(&c, "stop", id, "--grace-ms", "5000");
+	assert_status(&c, 0, "stop while draining");
+	ctl_free(&c);
+
+	sbxd_assert_exit(&sbxd, 60000, 0);
+	ctl_finish(&watch, 10000);
+	cr_assert_eq(watch.status, 0, "watch exit status %d; stderr: %s",
+		     watch.status, watch.err);
+	cr_assert_str_eq(watch.err, "");
+	cr_assert_eq(count_lines(watch.out, "draining  live 1  starting 0  "
+					    "admitted 1  rejected 0"),
+		     1, "an unchanged status printed again: %s", watch.out);
+	cr_assert(strstr(watch.out, "  draining for "), "watch: %s",
+		  watch.out);
+	cr_assert(strstr(watch.out, "\nfinal: closing  live 0  starting 0  "
+				    "admitted 1  rejected 1  started 1  "
+				    "failed 0  draining for "),
+		  "no final state: %s", watch.out);
+	snprintf(want, sizeof(want), "\nsbxd removed %s, ", pin);
+	cr_assert(strstr(watch.out, want), "watch: %s", watch.out);
 	ctl_free(&watch);
 }

@@ -9,3 +9,11 @@ foreach(name cli format http)
 		TIMEOUT 60)
 	target_compile_definitions(test_ctl_${name} PRIVATE _GNU_SOURCE)
 endforeach()
+
+# The drain-state map reader, against maps pinned by sbxd's own gate.
+sbx_criterion_test(test_ctl_drainmap
+	SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_ctl_drainmap.c
+	LIBS sbxctl_core sbxd_gate
+	LABELS unit
+	TIMEOUT 60)
+target_compile_definitions(test_ctl_drainmap PRIVATE _GNU_SOURCE)

@@ -161,6 +161,87 @@ Test(cli, node_watch_and_version)
 	cli_free(&cli);
 }
 
+Test(cli, node_watch_options)
+{
+	char *given[] = { "sbxctl", "node", "--watch", "--instance",
+			  "itest-1.a_b", "--interval", "2s" };
+	char *defaults[] = { "sbxctl", "node", "-w" };
+	struct cli cli;
+
+	parse_ok(ARGC(given), given, &cli);
+	cr_assert(cli.watch);
+	cr_assert_str_eq(cli.instance, "itest-1.a_b");
+	cr_assert_eq(cli.interval_ms, 2000);
+	cli_free(&cli);
+
+	parse_ok(ARGC(defaults), defaults, &cli);
+	cr_assert_null(cli.instance);
+	cr_assert_eq(cli.interval_ms, CLI_UNSET);
+	cli_free(&cli);
+}
+
+Test(cli, interval_units)
+{
+	static const struct {
+		const char *text;
+		long long ms;
+	} cases[] = {
+		{ "1ms", 1 },	     { "150ms", 150 },	   { "2s", 2000 },
+		{ "1m", 60000 },     { "1h", 3600000 },	   { "007s", 7000 },
+		{ "2147483647ms", 2147483647LL },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char option[64];
+		char *argv[] = { "sbxctl", "node", "-w", option };
+		struct cli cli;
+
+		snprintf(option, sizeof(option), "--interval=%s",
+			 cases[i].text);
+		parse_ok(ARGC(argv), argv, &cli);
+		cr_assert_eq(cli.interval_ms, cases[i].ms, "%s: %lld ms",
+			     cases[i].text, cli.interval_ms);
+		cli_free(&cli);
+	}
+}
+
+Test(cli, node_watch_usage_errors)
+{
+	static const char *const bad_intervals[] = {
+		"0ms", "0", "5", "1.5s", "2d", "ms", "-1s", "", "2147483648ms",
+		"99999999999999999999s", "1000h",
+	};
+	char *no_watch_instance[] = { "sbxctl", "node", "--instance", "x" };
+	char *no_watch_interval[] = { "sbxctl", "node", "--interval", "1s" };
+	char *slash[] = { "sbxctl", "node", "-w", "--instance", "a/b" };
+	char *dots[] = { "sbxctl", "node", "-w", "--instance", ".." };
+	char *empty[] = { "sbxctl", "node", "-w", "--instance=" };
+
+	for (size_t i = 0; i < sizeof(bad_intervals) / sizeof(bad_intervals[0]);
+	     i++) {
+		char *argv[] = { "sbxctl", "node", "-w", "--interval",
+				 (char *)bad_intervals[i] };
+		char want[64];
+
+		snprintf(want, sizeof(want), "'%s' for --interval",
+			 bad_intervals[i]);
+		cr_assert(strstr(parse_usage_error(ARGC(argv), argv), want),
+			  "%s: %s", bad_intervals[i], err);
+	}
+	cr_assert(strstr(parse_usage_error(ARGC(no_watch_instance),
+					   no_watch_instance),
+			 "--instance needs --watch"), "%s", err);
+	cr_assert(strstr(parse_usage_error(ARGC(no_watch_interval),
+					   no_watch_interval),
+			 "--interval needs --watch"), "%s", err);
+	cr_assert(strstr(parse_usage_error(ARGC(slash), slash),
+			 "'a/b' for --instance"), "%s", err);
+	cr_assert(strstr(parse_usage_error(ARGC(dots), dots),
+			 "'..' for --instance"), "%s", err);
+	cr_assert(strstr(parse_usage_error(ARGC(empty), empty),
+			 "'' for --instance"), "%s", err);
+}
+
 Test(cli, usage_errors)
 {
 	char *none[] = { "sbxctl" };

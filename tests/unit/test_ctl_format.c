@@ -234,6 +234,13 @@ Test(format, node_line)
 
 	fmt_node_line(line, 12, node);
 	cr_assert_eq(strlen(line), 11, "line not cut to the buffer");
+
+	/* The status alone leaves out the time, which changes every poll. */
+	fmt_node_status(line, sizeof(line), node);
+	cr_assert_str_eq(line, "draining  live 1  starting 0  admitted 3  "
+			       "rejected 1  started 3  failed 0");
+	fmt_node_status(line, sizeof(line), serving);
+	cr_assert_str_eq(line, "serving  live 2");
 	json_decref(node);
 	json_decref(serving);
 }
