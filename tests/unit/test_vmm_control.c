@@ -183,7 +183,7 @@ Test(control, stop_cuts_sleep_short)
 	/* A 10-minute sleep: only the stop can end it within the timeout. */
 	usleep(100000);
 	send_msg(SBX_MSG_STOP, 0, NULL);
-	expect_result(9, 0, "");
+	expect_result(9, 130, "sleep: interrupted by a stop request");
 	expect_exited(SBX_EXIT_STOPPED, 0);
 	expect_status(0);
 }
