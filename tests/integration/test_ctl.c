@@ -79,7 +79,7 @@ static void child_track(pid_t pid, bool add)
 
 /*
  * Start sbxctl with argv (argv[0] is ignored) and extra environment
- * entries; variables that steer sbxctl to a socket or an instance are not
+ * entries. Variables that steer sbxctl to a socket or an instance are not
  * inherited.
  */
 static void ctl_spawn(struct ctl_child *c, const char *const argv[],
@@ -465,7 +465,7 @@ static int count_lines(const char *text, const char *prefix)
 }
 
 /*
- * The demo's story, told by "node --watch" over the API. sbxd runs the
+ * The demo's story, followed by "node --watch" over the API. sbxd runs the
  * memfd gate, which pins no map, so the watch says why it polls the API.
  * It shows serving, then draining after SIGTERM while a sandbox lives.
  * Create is rejected with 503. Stopping the last sandbox lets sbxd exit 0,

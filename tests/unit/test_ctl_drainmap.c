@@ -250,7 +250,7 @@ Test(drainmap, reads_gate_map)
 	cr_assert_eq(drainmap_check_pin(&map, &pin), 0);
 	cr_assert_eq(pin, DRAINMAP_PIN_PRESENT);
 
-	/* sbxd unpins at exit; the open fd still reads the last state. */
+	/* sbxd unpins at exit, but the open fd still reads the last state. */
 	cr_assert_eq(gate_set_live(&gate, 0), 0);
 	cr_assert_eq(gate_drain(&gate, SBXD_CLOSING, 0), 0);
 	cr_assert_eq(gate_close(&gate), 0);
