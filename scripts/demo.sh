@@ -39,6 +39,7 @@ PIN_DIR="/sys/fs/bpf/sbxd/$INSTANCE"
 export SBXD_SOCKET="$STATE/sbxd.sock"
 SBXD_PID=""
 EXEC_PID=""
+WATCH_PID=""
 LOG_SHOWN=0
 STEP=0
 STEPS=9
@@ -56,10 +57,12 @@ fi
 # shellcheck disable=SC2317 # called through the EXIT trap
 cleanup() {
 	trap - EXIT INT TERM
-	if [ -n "$EXEC_PID" ] && kill -0 "$EXEC_PID" 2>/dev/null; then
-		kill "$EXEC_PID" 2>/dev/null
-		wait "$EXEC_PID" 2>/dev/null
-	fi
+	for pid in "$EXEC_PID" "$WATCH_PID"; do
+		if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+			kill "$pid" 2>/dev/null
+			wait "$pid" 2>/dev/null
+		fi
+	done
 	if [ -n "$SBXD_PID" ] && kill -0 "$SBXD_PID" 2>/dev/null; then
 		echo "demo: stopping sbxd (pid $SBXD_PID)"
 		kill -TERM "$SBXD_PID" 2>/dev/null
@@ -149,6 +152,14 @@ show_log
 step "Look at the node"
 ctl ls
 ctl node
+echo "Start a watch that follows the node until sbxd exits. As root it reads"
+echo "the BPF map that sbxd pins for its instance, else it polls the API."
+echo "${DIM}\$ sbxctl node --watch --instance $INSTANCE --interval 200ms >watch.out &${PLAIN}"
+"$BUILD/sbxctl" node --watch --instance "$INSTANCE" --interval 200ms \
+	>"$WORK/watch.out" 2>&1 &
+WATCH_PID=$!
+sleep 0.5
+sed 's/^/  /' "$WORK/watch.out"
 show_log
 
 step "Stop $A gracefully and kill $B; $C keeps running"
@@ -167,11 +178,9 @@ echo "waits for the live sandbox to end, because no drain timeout is set."
 
 step "Watch the drain"
 ctl node
-for _ in 1 2; do
-	sleep 1
-	echo "${DIM}\$ sbxctl node | grep -E '^(state|live|draining_for_ms):'${PLAIN}"
-	"$BUILD/sbxctl" node | grep -E '^(state|live|draining_for_ms):'
-done
+sleep 1
+echo "The watch prints a line when the state or a counter changes:"
+sed 's/^/  /' "$WORK/watch.out"
 echo "A create is rejected with 503 and a Retry-After hint:"
 ctl create
 echo "(exit status $?)"
@@ -199,6 +208,10 @@ wait "$SBXD_PID"
 STATUS=$?
 SBXD_PID=""
 show_log
+wait "$WATCH_PID"
+echo "The watch ended with exit status $? when sbxd exited:"
+WATCH_PID=""
+sed 's/^/  /' "$WORK/watch.out"
 case $STATUS in
 0)
 	echo "sbxd exited with 0: every sandbox ended and every closer succeeded."
