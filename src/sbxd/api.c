@@ -8,7 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "sbx/guest.h"
 #include "sbxd/api.h"
+#include "sbxd/guest.h"
 #include "sbxd/log.h"
 #include "sbxd/metrics.h"
 #include "sbxd/probes.h"
@@ -142,8 +144,17 @@ static json_t *parse_object(const char *body, size_t len, char *err,
 		return json_object();
 	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root) {
-		snprintf(err, errlen, "invalid JSON at line %d column %d: %s",
-			 jerr.line, jerr.column, jerr.text);
+		enum json_error_code code = json_error_code(&jerr);
+
+		/* jansson's own text names its JSON_ALLOW_NUL flag. */
+		if (code == json_error_null_character ||
+		    code == json_error_null_byte_in_key)
+			snprintf(err, errlen, "invalid JSON at line %d column "
+				 "%d: strings must not contain NUL (\\u0000)",
+				 jerr.line, jerr.column);
+		else
+			snprintf(err, errlen, "invalid JSON at line %d column "
+				 "%d: %s", jerr.line, jerr.column, jerr.text);
 		return NULL;
 	}
 	if (!json_is_object(root)) {
@@ -340,6 +351,29 @@ static int decode_create_field(const char *key, json_t *value,
 	return 0;
 }
 
+/*
+ * A guest whose segments and stack do not fit memory_mib would only fail
+ * later in sbx-vmm, with a 500; report it as an invalid request instead.
+ */
+static int check_memory_fits(const struct sandbox_params *p, char *err,
+			     size_t errlen)
+{
+	struct guest_layout layout;
+
+	/* sbx-vmm reports an unreadable or malformed ELF itself. */
+	if (guest_read_layout(p->guest, &layout))
+		return 0;
+	if (p->memory_mib >= layout.min_memory_mib)
+		return 0;
+	snprintf(err, errlen, "memory_mib %u is too small for guest %.256s: "
+		 "its segments end at 0x%llx and the %u KiB stack is at the "
+		 "top of guest RAM, so it needs at least %u MiB; raise "
+		 "memory_mib to %u or more", p->memory_mib, p->guest,
+		 (unsigned long long)layout.load_end, SBX_STACK_SIZE / 1024,
+		 layout.min_memory_mib, layout.min_memory_mib);
+	return -EINVAL;
+}
+
 int api_decode_create(const char *body, size_t len, const char *default_guest,
 		      struct sandbox_params *params, char *err, size_t errlen)
 {
@@ -365,6 +399,9 @@ int api_decode_create(const char *body, size_t len, const char *default_guest,
 			goto err_free;
 	}
 	ret = report_unknown(unknown, err, errlen);
+	if (ret)
+		goto err_free;
+	ret = check_memory_fits(params, err, errlen);
 	if (ret)
 		goto err_free;
 	if (!params->metadata)

@@ -24,7 +24,8 @@ void api_handle(struct sbxd *d, struct conn *c, struct http_request *req);
 /*
  * Decoders of request bodies. Each returns 0 or -EINVAL with a message
  * naming the field in err. default_guest fills params->guest when the
- * body has none.
+ * body has none. api_decode_create also reads the guest's ELF program
+ * headers and rejects a memory_mib too small for them.
  */
 int api_decode_create(const char *body, size_t len, const char *default_guest,
 		      struct sandbox_params *params, char *err, size_t errlen);

@@ -5,10 +5,12 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sbxd/api.h"
+#include "sbxd/guest.h"
 
 #define GUEST SBX_SOURCE_DIR "/CMakeLists.txt" /* any regular file */
 
@@ -251,4 +253,74 @@ Test(api_json, bytes_keep_nul)
 	cr_assert_not_null(s);
 	cr_assert_eq(json_string_length(s), 3);
 	json_decref(s);
+}
+
+Test(api_decode, nul_in_string_message)
+{
+	static const char *const bodies[] = {
+		"{\"args\":\"a\\u0000b\"}",
+		"{\"metadata\":{\"k\\u0000\":\"v\"}}",
+	};
+
+	for (size_t i = 0; i < sizeof(bodies) / sizeof(*bodies); i++) {
+		struct sandbox_params p;
+		char err[512] = "";
+
+		cr_assert_eq(create(bodies[i], &p, err), -EINVAL,
+			     "%s accepted", bodies[i]);
+		cr_assert(strstr(err, "strings must not contain NUL"),
+			  "%s: message does not explain the NUL: %s",
+			  bodies[i], err);
+		cr_assert_null(strstr(err, "JSON_ALLOW_NUL"),
+			       "%s: message names jansson's flag: %s",
+			       bodies[i], err);
+	}
+}
+
+/* The default guest that the build produces, sbx-agent. */
+static int create_agent(const char *body, struct sandbox_params *p,
+			char *err)
+{
+	return api_decode_create(body, strlen(body), SBX_BIN_DIR "/sbx-agent",
+				 p, err, 512);
+}
+
+Test(api_decode, memory_too_small_for_guest)
+{
+	struct guest_layout layout;
+	struct sandbox_params p;
+	char body[64], want[64];
+	char err[512] = "";
+	unsigned int need;
+
+	cr_assert_eq(guest_read_layout(SBX_BIN_DIR "/sbx-agent", &layout), 0,
+		     "the build's sbx-agent is missing or not an ELF");
+	need = layout.min_memory_mib;
+
+	snprintf(body, sizeof(body), "{\"memory_mib\":%u}", need - 1);
+	cr_assert_eq(create_agent(body, &p, err), -EINVAL,
+		     "%u MiB accepted for sbx-agent, which needs %u", need - 1,
+		     need);
+	snprintf(want, sizeof(want), "memory_mib %u", need - 1);
+	cr_assert(strstr(err, want), "message lacks \"%s\": %s", want, err);
+	cr_assert(strstr(err, "sbx-agent"), "message lacks the guest: %s",
+		  err);
+	snprintf(want, sizeof(want), "at least %u MiB", need);
+	cr_assert(strstr(err, want), "message lacks \"%s\": %s", want, err);
+
+	snprintf(body, sizeof(body), "{\"memory_mib\":%u}", need);
+	cr_assert_eq(create_agent(body, &p, err), 0, "%u MiB rejected: %s",
+		     need, err);
+	sandbox_params_free(&p);
+}
+
+Test(api_decode, memory_check_skips_non_elf)
+{
+	struct sandbox_params p;
+	char err[512] = "";
+
+	/* sbx-vmm reports a guest that is not an ELF, not the decoder. */
+	cr_assert_eq(create("{\"memory_mib\":4,\"guest\":\"" GUEST "\"}", &p,
+			    err), 0, "%s", err);
+	sandbox_params_free(&p);
 }
