@@ -547,12 +547,17 @@ static void handle_force_stop(struct sbxd *d, struct conn *c)
 {
 	int ret;
 
-	if (d->drain.state != SBXD_SERVING)
-		drain_force(d, "force-stop request");
+	/*
+	 * Take the targets before the forced phase starts, because that
+	 * phase stops them too and this call would then report them as
+	 * stopped by someone else.
+	 */
 	ret = sandbox_force_stop_all(d, c);
 	if (ret)
 		api_error(d, c, 500, "internal", NULL,
 			  "failed to start the force-stop: %s", strerror(-ret));
+	if (d->drain.state != SBXD_SERVING)
+		drain_force(d, "force-stop request");
 }
 
 static void handle_list(struct sbxd *d, struct conn *c)

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 /* Listeners and API connections on the io_uring loop. */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -160,23 +162,16 @@ static void conn_on_timer(struct sbxd *d, struct timer *timer)
 	conn_close(d, c);
 }
 
-void listener_on_accept(struct sbxd *d, struct loop_req *req, int res,
-			unsigned int flags)
+/* Take over an accepted socket as a new connection, or close it. */
+static void conn_add(struct sbxd *d, struct listener *ls, int fd)
 {
-	struct listener *ls = container_of(req, struct listener, req);
 	struct conn_table *table = &d->conns;
 	struct conn *c;
 
-	if (res < 0) {
-		if (res != -ECANCELED)
-			log_warn("failed to accept on %s: %s", ls->addr.text,
-				 strerror(-res));
-		goto rearm;
-	}
 	if (table->count >= d->cfg.max_connections) {
 		uint64_t now = loop_now_ns();
 
-		close(res);
+		close(fd);
 		table->rejected++;
 		if (now - table->reject_logged_ns >= 1000000000ull) {
 			log_warn("rejected connection on %s: %u connections "
@@ -186,16 +181,16 @@ void listener_on_accept(struct sbxd *d, struct loop_req *req, int res,
 				 (unsigned long long)table->rejected);
 			table->reject_logged_ns = now;
 		}
-		goto rearm;
+		return;
 	}
 
 	c = calloc(1, sizeof(*c));
 	if (!c) {
 		log_err("failed to allocate a connection: out of memory");
-		close(res);
-		goto rearm;
+		close(fd);
+		return;
 	}
-	c->fd = res;
+	c->fd = fd;
 	c->id = ++table->next_id;
 	c->recv_req.op = LOOP_OP_RECV;
 	c->send_req.op = LOOP_OP_SEND;
@@ -203,10 +198,69 @@ void listener_on_accept(struct sbxd *d, struct loop_req *req, int res,
 	TAILQ_INSERT_TAIL(&table->list, c, link);
 	table->count++;
 	process_input(d, c);
+}
 
-rearm:
+void listener_on_accept(struct sbxd *d, struct loop_req *req, int res,
+			unsigned int flags)
+{
+	struct listener *ls = container_of(req, struct listener, req);
+
+	if (res >= 0)
+		conn_add(d, ls, res);
+	else if (res != -ECANCELED && ls->fd >= 0)
+		log_warn("failed to accept on %s: %s", ls->addr.text,
+			 strerror(-res));
 	if (!(flags & IORING_CQE_F_MORE) && ls->fd >= 0)
 		accept_arm(d, ls);
+}
+
+/* Accept every connection queued on one listener, without blocking. */
+static void accept_backlog(struct sbxd *d, struct listener *ls)
+{
+	int flags = fcntl(ls->fd, F_GETFL);
+	unsigned int count = 0;
+	int fd;
+
+	/*
+	 * A unix listener that is shut down for reading refuses new
+	 * connections but still hands out the queued ones, so no client
+	 * slips in between the last accept and the close. A TCP listener
+	 * would reset its queue instead, so it is only drained.
+	 */
+	if (ls->addr.family == AF_UNIX && shutdown(ls->fd, SHUT_RD) < 0)
+		log_warn("failed to shut down %s for new connections: %s",
+			 ls->addr.text, strerror(errno));
+	if (flags < 0 || fcntl(ls->fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+		log_warn("failed to make %s non-blocking: %s; its queued "
+			 "connections will be reset", ls->addr.text,
+			 strerror(errno));
+		return;
+	}
+	for (;;) {
+		fd = accept4(ls->fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0 && errno == EINTR)
+			continue;
+		if (fd < 0)
+			break;
+		conn_add(d, ls, fd);
+		count++;
+	}
+	if (errno != EAGAIN && errno != EWOULDBLOCK)
+		log_warn("failed to accept the queued connections on %s: %s",
+			 ls->addr.text, strerror(errno));
+	if (count)
+		log_info("accepted %u queued connections on %s before "
+			 "closing it", count, ls->addr.text);
+}
+
+void listeners_accept_backlog(struct sbxd *d)
+{
+	for (int i = 0; i < d->conns.nlisteners; i++) {
+		struct listener *ls = &d->conns.listeners[i];
+
+		if (ls->fd >= 0)
+			accept_backlog(d, ls);
+	}
 }
 
 static void start_recv(struct sbxd *d, struct conn *c)
@@ -388,6 +442,17 @@ void conn_respond(struct sbxd *d, struct conn *c, int status,
 	start_send(d, c);
 }
 
+/*
+ * Whether a request is still to come on c: its first one (the client
+ * connected during the drain, possibly from the listen queue), or the
+ * rest of one that has begun to arrive.
+ */
+static bool conn_expects_request(const struct conn *c)
+{
+	return c->served == 0 || c->reader.in_message ||
+	       c->in_off < c->in_len;
+}
+
 bool conns_flush_done(struct sbxd *d)
 {
 	struct conn *c;
@@ -395,7 +460,10 @@ bool conns_flush_done(struct sbxd *d)
 	bool done = true;
 
 	TAILQ_FOREACH_SAFE(c, &d->conns.list, link, next) {
-		if (c->send_req.pending || c->waiting) {
+		if (c->closing)
+			continue;
+		if (c->send_req.pending || c->waiting ||
+		    conn_expects_request(c)) {
 			done = false;
 			continue;
 		}

@@ -73,7 +73,16 @@ void conn_table_init(struct conn_table *table);
 int listener_open(struct sbxd *d, const struct listen_addr *addr);
 void listeners_start(struct sbxd *d);
 void listeners_close(struct sbxd *d);
-/* Close idle connections; true when no response is still being written. */
+/*
+ * Accept what is queued on each listener as connections, so that those
+ * clients get a response and not a reset once the listeners close. Unix
+ * listeners refuse new connections from here on.
+ */
+void listeners_accept_backlog(struct sbxd *d);
+/*
+ * Close idle keep-alive connections. True when no response is still
+ * being written and no connection still has a request to come.
+ */
 bool conns_flush_done(struct sbxd *d);
 
 void listener_on_accept(struct sbxd *d, struct loop_req *req, int res,

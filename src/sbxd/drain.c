@@ -12,7 +12,11 @@
 #include "sbxd/probes.h"
 #include "sbxd/sbxd.h"
 
-/* Bound on writing the last responses and reaping killed VMMs at exit. */
+/*
+ * Bound on the closing phase: reading the requests of clients that
+ * connected during the drain, writing the last responses and reaping
+ * VMMs killed by the force timeout.
+ */
 #define DRAIN_FLUSH_MS 1000
 
 const char *drain_state_name(enum sbxd_node_state state)
@@ -115,6 +119,7 @@ static void drain_close(struct sbxd *d, const char *reason)
 	log_info("drain finished reason=\"%s\" elapsed_ms=%llu", reason,
 		 (unsigned long long)((loop_now_ns() - drain->started_ns) /
 				      1000000ull));
+	listeners_accept_backlog(d);
 	listeners_close(d);
 	loop_timer_arm(&d->loop, &drain->flush_timer, DRAIN_FLUSH_MS,
 		       flush_expired);

@@ -820,31 +820,45 @@ unsigned int sandbox_kill_all(struct sbxd *d)
 	return count;
 }
 
+/*
+ * Respond with the sandboxes this call stopped, those an earlier
+ * force-stop was already stopping, and those not reaped in time.
+ */
 static void force_op_finish(struct sbxd *d, struct force_op *op)
 {
 	json_t *stopped = json_array();
+	json_t *already = json_array();
 	json_t *failed = json_array();
+	size_t requested = 0;
 
 	for (size_t i = 0; i < op->count; i++) {
 		struct force_target *t = &op->targets[i];
 
-		if (t->ok)
-			json_array_append_new(stopped, json_string(t->id));
-		else
+		if (!t->already)
+			requested++;
+		if (!t->ok)
 			json_array_append_new(failed,
 					      json_pack("{s:s, s:s}", "id",
 							t->id, "error",
 							t->error));
+		else if (t->already)
+			json_array_append_new(already, json_string(t->id));
+		else
+			json_array_append_new(stopped, json_string(t->id));
 	}
-	log_info("force-stop finished requested=%zu stopped=%zu failed=%zu",
-		 op->count, json_array_size(stopped), json_array_size(failed));
+	log_info("force-stop finished requested=%zu stopped=%zu "
+		 "already_stopping=%zu failed=%zu", requested,
+		 json_array_size(stopped), json_array_size(already),
+		 json_array_size(failed));
 	if (op->conn)
 		api_json(d, op->conn, 200,
-			 json_pack("{s:I, s:o, s:o}", "requested",
-				   (json_int_t)op->count, "stopped", stopped,
-				   "failed", failed));
+			 json_pack("{s:I, s:o, s:o, s:o}", "requested",
+				   (json_int_t)requested, "stopped", stopped,
+				   "already_stopping", already, "failed",
+				   failed));
 	else {
 		json_decref(stopped);
+		json_decref(already);
 		json_decref(failed);
 	}
 	loop_timer_cancel(&d->loop, &op->deadline);
@@ -938,7 +952,10 @@ int sandbox_force_stop_all(struct sbxd *d, struct conn *conn)
 	op->remaining = count;
 	TAILQ_INSERT_TAIL(&d->sandboxes.force_ops, op, link);
 
-	/* Sandboxes already being force-stopped are waited on too. */
+	/*
+	 * Sandboxes already being force-stopped are waited on too, but are
+	 * reported apart, so that two calls never both claim one sandbox.
+	 */
 	TAILQ_FOREACH(sb, &d->sandboxes.list, link) {
 		struct force_target *t;
 
@@ -946,9 +963,10 @@ int sandbox_force_stop_all(struct sbxd *d, struct conn *conn)
 			continue;
 		t = &op->targets[i++];
 		t->sb = sb;
+		t->already = sb->force_stopping;
 		memcpy(t->id, sb->id, sizeof(t->id));
 	}
-	log_info("force-stop requested=%zu", count);
+	log_info("force-stop live=%zu", count);
 	force_stop_untargeted(d);
 	if (count == 0) {
 		force_op_finish(d, op);
@@ -976,6 +994,7 @@ json_t *sandbox_to_json(const struct sandbox *sb)
 	char created[80];
 	json_t *exit_json = json_null();
 	json_t *metadata;
+	json_t *pid;
 
 	format_rfc3339(&sb->created_at, created, sizeof(created));
 	if (sb->reaped) {
@@ -993,11 +1012,13 @@ json_t *sandbox_to_json(const struct sandbox *sb)
 	}
 	metadata = sb->params.metadata ? json_copy(sb->params.metadata) :
 					 json_object();
-	return json_pack("{s:s, s:s, s:i, s:s, s:o, s:i, s:i, s:s, s:s, s:o, "
+	/* A reaped VMM's pid may already belong to another process. */
+	pid = sb->reaped ? json_null() : json_integer((json_int_t)sb->pid);
+	return json_pack("{s:s, s:s, s:o, s:s, s:o, s:i, s:i, s:s, s:s, s:o, "
 			 "s:o, s:s+}",
 			 "id", sb->id,
 			 "state", sandbox_state_name(sb->state),
-			 "pid", (json_int_t)sb->pid,
+			 "pid", pid,
 			 "created_at", created,
 			 "ready_ms", sb->ready ? json_real(sb->ready_ms) :
 						 json_null(),

@@ -112,6 +112,7 @@ TAILQ_HEAD(sandbox_list, sandbox);
 struct force_target {
 	struct sandbox *sb;	/* NULL once reaped or removed */
 	char id[SANDBOX_ID_LEN + 1];
+	bool already;		/* an earlier force-stop sent its stop */
 	bool done;
 	bool ok;
 	char error[160];
@@ -163,7 +164,11 @@ int sandbox_stop(struct sbxd *d, struct sandbox *sb, uint64_t grace_ms,
 		 struct conn *conn);
 /* SIGKILL now and remove once reaped; conn gets the final JSON. */
 int sandbox_delete(struct sbxd *d, struct sandbox *sb, struct conn *conn);
-/* Stop every live sandbox not yet force-stopped; see struct force_op. */
+/*
+ * Stop every live sandbox not yet force-stopped. With conn, also wait for
+ * every live sandbox, those that an earlier force-stop or the forced drain
+ * phase is already stopping included, and respond once all are reaped.
+ */
 int sandbox_force_stop_all(struct sbxd *d, struct conn *conn);
 /* SIGKILL every unreaped VMM at once; returns how many were signalled. */
 unsigned int sandbox_kill_all(struct sbxd *d);
