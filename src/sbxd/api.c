@@ -519,18 +519,25 @@ static void handle_node(struct sbxd *d, struct conn *c)
 {
 	struct sbxd_drain_state st;
 	json_t *draining_for = json_null();
+	json_t *live_vms = json_null();
+	int count;
 
 	gate_read(&d->gate, &st);
 	if (d->drain.started_ns)
 		draining_for = json_integer(
 			(json_int_t)((loop_now_ns() - d->drain.started_ns) /
 				     1000000ull));
+	/* null on the memfd gate, which cannot see the VMs. */
+	count = metrics_count_live_vms(d);
+	if (count >= 0)
+		live_vms = json_integer(count);
 	api_json(d, c, 200,
-		 json_pack("{s:s, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:o, s:s, "
-			   "s:i, s:i, s:s}",
+		 json_pack("{s:s, s:i, s:i, s:o, s:i, s:I, s:I, s:I, s:I, s:o, "
+			   "s:s, s:i, s:i, s:s}",
 			   "state", drain_state_name(d->drain.state),
 			   "inflight_starts", (json_int_t)st.inflight_starts,
 			   "live", (json_int_t)st.live,
+			   "live_vms", live_vms,
 			   "sandboxes", (json_int_t)d->sandboxes.total,
 			   "admitted", (json_int_t)st.admitted,
 			   "rejected", (json_int_t)st.rejected,

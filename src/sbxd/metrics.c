@@ -1,38 +1,129 @@
 // SPDX-License-Identifier: MIT
 /* Prometheus text metrics of the node, its gate and its connections. */
+#include <errno.h>
+#include <string.h>
+
+#include "sbxd/log.h"
 #include "sbxd/metrics.h"
 #include "sbxd/sbxd.h"
+
+static const double start_bounds[METRICS_START_BUCKETS] = {
+	METRICS_START_BOUNDS
+};
+
+/* Bucket labels, written as the bounds above so that no float is printed. */
+static const char *const start_labels[METRICS_START_BUCKETS] = {
+	"0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25",
+	"0.5", "1", "2.5", "5", "10",
+};
+
+void metrics_observe_start(struct metrics *m, double seconds)
+{
+	int i = 0;
+
+	if (seconds < 0)
+		seconds = 0;
+	while (i < METRICS_START_BUCKETS && seconds > start_bounds[i])
+		i++;
+	m->start_buckets[i]++;
+	m->start_count++;
+	m->start_sum_seconds += seconds;
+}
+
+int metrics_count_live_vms(struct sbxd *d)
+{
+	int count = gate_count_live_vms(&d->gate);
+	uint64_t now;
+
+	if (count >= 0 || count == -EOPNOTSUPP)
+		return count;
+	now = loop_now_ns();
+	if (now - d->metrics.live_vms_warned_ns >= 1000000000ull) {
+		d->metrics.live_vms_warned_ns = now;
+		log_warn("failed to count live KVM VMs with the BPF iterator: "
+			 "%s; live_vms is reported as unknown",
+			 strerror(-count));
+	}
+	return count;
+}
+
+static int header(struct buf *out, const char *name, const char *type,
+		  const char *help)
+{
+	return buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help,
+			  name, type);
+}
 
 static int metric(struct buf *out, const char *name, const char *type,
 		  const char *help, unsigned long long value)
 {
-	return buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name,
-			  help, name, type, name, value);
+	return header(out, name, type, help) |
+	       buf_printf(out, "%s %llu\n", name, value);
 }
 
-int metrics_format(struct sbxd *d, struct buf *out)
+static int format_node_state(struct sbxd *d, struct buf *out)
 {
-	struct sbxd_drain_state st;
-	int ret = 0;
+	int ret;
 
-	gate_read(&d->gate, &st);
-	ret |= metric(out, "sbxd_node_state", "gauge",
-		      "Node state: 0 serving, 1 draining, 2 forcing, "
-		      "3 closing.",
-		      d->drain.state);
-	ret |= metric(out, "sbxd_inflight_starts", "gauge",
-		      "Admitted starts whose guest is not ready yet.",
-		      (unsigned long long)(st.inflight_starts < 0 ? 0 :
-					   st.inflight_starts));
-	ret |= metric(out, "sbxd_sandboxes_live", "gauge",
-		      "Sandboxes with a ready guest and a running VMM.",
-		      st.live);
+	ret = metric(out, "sbxd_drain_state", "gauge",
+		     "Node state: 0 serving, 1 draining, 2 forcing, 3 closing.",
+		     d->drain.state);
+	ret |= header(out, "sbxd_node_state", "gauge",
+		      "1 for the state the node is in, 0 for the others.");
+	for (int s = SBXD_SERVING; s <= SBXD_CLOSING; s++)
+		ret |= buf_printf(out, "sbxd_node_state{state=\"%s\"} %d\n",
+				  drain_state_name(s),
+				  (int)d->drain.state == s);
+	ret |= header(out, "sbxd_drain_duration_seconds", "gauge",
+		      "Time since the drain began; 0 while serving.");
+	ret |= buf_printf(out, "sbxd_drain_duration_seconds %.3f\n",
+			  d->drain.started_ns ?
+			  (double)(loop_now_ns() - d->drain.started_ns) / 1e9 :
+			  0.0);
+	return ret;
+}
+
+static int format_sandboxes(struct sbxd *d, struct buf *out)
+{
+	unsigned int by_state[SANDBOX_STATE_COUNT] = { 0 };
+	struct sandbox *sb;
+	int ret;
+
+	TAILQ_FOREACH(sb, &d->sandboxes.list, link) {
+		if ((unsigned int)sb->state < SANDBOX_STATE_COUNT)
+			by_state[sb->state]++;
+	}
+	ret = header(out, "sbxd_sandboxes", "gauge",
+		     "Listed sandboxes by lifecycle state.");
+	for (int s = 0; s < SANDBOX_STATE_COUNT; s++)
+		ret |= buf_printf(out, "sbxd_sandboxes{state=\"%s\"} %u\n",
+				  sandbox_state_name(s), by_state[s]);
 	ret |= metric(out, "sbxd_sandboxes_listed", "gauge",
 		      "Sandboxes listed by the API, ended ones included.",
 		      d->sandboxes.total);
 	ret |= metric(out, "sbxd_sandboxes_max", "gauge",
 		      "Maximum of live plus starting sandboxes.",
 		      d->cfg.max_sandboxes);
+	ret |= metric(out, "sbxd_vmm_processes", "gauge",
+		      "sbx-vmm processes that sbxd has not reaped yet.",
+		      d->sandboxes.unreaped);
+	return ret;
+}
+
+static int format_gate(struct sbxd *d, struct buf *out)
+{
+	struct sbxd_drain_state st;
+	int live_vms;
+	int ret;
+
+	gate_read(&d->gate, &st);
+	ret = metric(out, "sbxd_inflight_starts", "gauge",
+		     "Admitted starts whose guest is not ready yet.",
+		     (unsigned long long)(st.inflight_starts < 0 ? 0 :
+					  st.inflight_starts));
+	ret |= metric(out, "sbxd_sandboxes_live", "gauge",
+		      "Sandboxes with a ready guest and a running VMM.",
+		      st.live);
 	ret |= metric(out, "sbxd_starts_admitted_total", "counter",
 		      "Starts admitted by the gate.", st.admitted);
 	ret |= metric(out, "sbxd_starts_rejected_total", "counter",
@@ -42,10 +133,57 @@ int metrics_format(struct sbxd *d, struct buf *out)
 		      "Admitted starts whose guest became ready.", st.started);
 	ret |= metric(out, "sbxd_starts_failed_total", "counter",
 		      "Admitted starts that failed before ready.", st.failed);
-	ret |= metric(out, "sbxd_connections", "gauge",
-		      "Open API connections.", d->conns.count);
-	ret |= metric(out, "sbxd_connections_rejected_total", "counter",
+
+	/* Only the BPF gate sees the VMs; the memfd gate omits the metric. */
+	live_vms = metrics_count_live_vms(d);
+	if (live_vms >= 0)
+		ret |= metric(out, "sbxd_live_vms", "gauge",
+			      "KVM VMs held by this instance's VMMs, counted "
+			      "by the kernel iterator.", (unsigned int)live_vms);
+	return ret;
+}
+
+static int format_start_histogram(struct sbxd *d, struct buf *out)
+{
+	const struct metrics *m = &d->metrics;
+	const char *name = "sbxd_start_duration_seconds";
+	uint64_t cumulative = 0;
+	int ret;
+
+	ret = header(out, name, "histogram",
+		     "Time from admission to the guest's READY, per start "
+		     "that became ready.");
+	for (int i = 0; i < METRICS_START_BUCKETS; i++) {
+		cumulative += m->start_buckets[i];
+		ret |= buf_printf(out, "%s_bucket{le=\"%s\"} %llu\n", name,
+				  start_labels[i],
+				  (unsigned long long)cumulative);
+	}
+	ret |= buf_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n", name,
+			  (unsigned long long)m->start_count);
+	ret |= buf_printf(out, "%s_sum %.6f\n%s_count %llu\n", name,
+			  m->start_sum_seconds, name,
+			  (unsigned long long)m->start_count);
+	return ret;
+}
+
+static int format_connections(struct sbxd *d, struct buf *out)
+{
+	return metric(out, "sbxd_connections", "gauge",
+		      "Open API connections.", d->conns.count) |
+	       metric(out, "sbxd_connections_rejected_total", "counter",
 		      "Connections closed at accept by --max-connections.",
 		      d->conns.rejected);
+}
+
+int metrics_format(struct sbxd *d, struct buf *out)
+{
+	int ret;
+
+	ret = format_node_state(d, out);
+	ret |= format_sandboxes(d, out);
+	ret |= format_gate(d, out);
+	ret |= format_start_histogram(d, out);
+	ret |= format_connections(d, out);
 	return ret ? -ENOMEM : 0;
 }

@@ -534,6 +534,7 @@ static void on_ready(struct sbxd *d, struct sandbox *sb)
 	sb->state = next;
 	sb->ready = true;
 	sb->ready_ms = (double)(loop_now_ns() - sb->start_ns) / 1e6;
+	metrics_observe_start(&d->metrics, sb->ready_ms / 1e3);
 	d->sandboxes.starting--;
 	d->sandboxes.live++;
 	gate_exit_logged(d, sb->id, true);

@@ -16,6 +16,7 @@
 #include "sbxd/drain.h"
 #include "sbxd/gate.h"
 #include "sbxd/loop.h"
+#include "sbxd/metrics.h"
 #include "sbxd/sandbox.h"
 
 #define SBXD_CLOSER_MAX 16
@@ -40,6 +41,7 @@ struct sbxd {
 	struct sandbox_table sandboxes;
 	struct conn_table conns;
 	struct drain drain;
+	struct metrics metrics;
 
 	int lock_fd;
 	char sock_path[PATH_MAX];
