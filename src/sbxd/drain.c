@@ -96,6 +96,57 @@ static void set_gate_state(struct sbxd *d, enum sbxd_node_state state)
 			drain_state_name(state), strerror(-ret));
 }
 
+/* Milliseconds until timer fires, 0 when it is due or unarmed. */
+static uint64_t timer_left_ms(const struct timer *timer, uint64_t now)
+{
+	if (!timer->armed || timer->deadline_ns <= now)
+		return 0;
+	return (timer->deadline_ns - now + 999999) / 1000000ull;
+}
+
+/*
+ * Time left until the drain ends at the latest, or NOTIFY_UNBOUNDED
+ * while the graceful phase may wait forever.
+ */
+static uint64_t drain_bound_left_ms(struct sbxd *d, uint64_t now)
+{
+	struct drain *drain = &d->drain;
+
+	switch (drain->state) {
+	case SBXD_DRAINING:
+		if (!drain->drain_timer.armed)
+			return NOTIFY_UNBOUNDED;
+		return timer_left_ms(&drain->drain_timer, now) +
+		       d->cfg.force_timeout_ms + DRAIN_FLUSH_MS;
+	case SBXD_FORCING:
+		return timer_left_ms(&drain->force_timer, now) +
+		       DRAIN_FLUSH_MS;
+	case SBXD_CLOSING:
+		return timer_left_ms(&drain->flush_timer, now);
+	case SBXD_SERVING:
+		break;
+	}
+	return NOTIFY_UNBOUNDED;
+}
+
+/* Tell systemd about the drain; changed marks a new phase. */
+static void notify_progress(struct sbxd *d, bool changed)
+{
+	struct sbxd_drain_state st;
+	struct notify_counts counts;
+	uint64_t now = loop_now_ns();
+
+	if (!d->notify.enabled)
+		return;
+	gate_read(&d->gate, &st);
+	counts.state = d->drain.state;
+	counts.inflight = st.inflight_starts;
+	counts.live = st.live;
+	counts.unreaped = d->sandboxes.unreaped;
+	notify_drain(&d->notify, &counts, now, d->drain.started_ns,
+		     drain_bound_left_ms(d, now), changed);
+}
+
 static void drain_timeout_expired(struct sbxd *d, struct timer *timer)
 {
 	drain_force(d, "drain timeout expired");
@@ -123,6 +174,7 @@ static void drain_close(struct sbxd *d, const char *reason)
 	listeners_close(d);
 	loop_timer_arm(&d->loop, &drain->flush_timer, DRAIN_FLUSH_MS,
 		       flush_expired);
+	notify_progress(d, true);
 	drain_check(d);
 }
 
@@ -155,17 +207,19 @@ void drain_begin(struct sbxd *d, const char *reason)
 		 d->sandboxes.starting, d->sandboxes.live);
 	start_tick(d);
 
+	if (d->cfg.drain_timeout_set && d->cfg.drain_timeout_ms > 0 &&
+	    !d->cfg.force_stop)
+		loop_timer_arm(&d->loop, &drain->drain_timer,
+			       d->cfg.drain_timeout_ms, drain_timeout_expired);
+	notify_progress(d, true);
+
 	if (d->cfg.force_stop) {
 		drain_force(d, "--force-stop is set");
 		return;
 	}
-	if (d->cfg.drain_timeout_set) {
-		if (d->cfg.drain_timeout_ms == 0) {
-			drain_force(d, "drain timeout is 0");
-			return;
-		}
-		loop_timer_arm(&d->loop, &drain->drain_timer,
-			       d->cfg.drain_timeout_ms, drain_timeout_expired);
+	if (d->cfg.drain_timeout_set && d->cfg.drain_timeout_ms == 0) {
+		drain_force(d, "drain timeout is 0");
+		return;
 	}
 	drain_check(d);
 }
@@ -188,6 +242,7 @@ void drain_force(struct sbxd *d, const char *reason)
 		 "force_timeout_ms=%llu", reason, d->sandboxes.starting,
 		 d->sandboxes.live,
 		 (unsigned long long)d->cfg.force_timeout_ms);
+	notify_progress(d, true);
 	drain_check(d);
 }
 
@@ -249,6 +304,7 @@ void drain_check(struct sbxd *d)
 	if (drain->state == SBXD_FORCING)
 		sandbox_force_stop_all(d, NULL);
 	log_progress(d, &st);
+	notify_progress(d, false);
 	if (st.inflight_starts != 0 || st.live != 0 ||
 	    d->sandboxes.unreaped != 0 || live_vms_remain(d))
 		return;

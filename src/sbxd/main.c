@@ -252,6 +252,9 @@ static int start(struct sbxd *d)
 	drain_start_signals(d);
 	io_uring_submit(&d->loop.ring);
 	log_serving(d);
+	notify_init(&d->notify, d->cfg.drain_poll_ms, NULL);
+	notify_ready(&d->notify, gate_backend_name(d->gate.backend),
+		     d->cfg.max_sandboxes);
 	return 0;
 }
 

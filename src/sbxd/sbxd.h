@@ -17,6 +17,7 @@
 #include "sbxd/gate.h"
 #include "sbxd/loop.h"
 #include "sbxd/metrics.h"
+#include "sbxd/notify.h"
 #include "sbxd/sandbox.h"
 
 #define SBXD_CLOSER_MAX 16
@@ -42,6 +43,7 @@ struct sbxd {
 	struct conn_table conns;
 	struct drain drain;
 	struct metrics metrics;
+	struct notify notify;
 
 	int lock_fd;
 	char sock_path[PATH_MAX];
