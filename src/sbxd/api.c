@@ -146,7 +146,7 @@ static json_t *parse_object(const char *body, size_t len, char *err,
 	if (!root) {
 		enum json_error_code code = json_error_code(&jerr);
 
-		/* jansson's own text names its JSON_ALLOW_NUL flag. */
+		/* jansson's own message names its JSON_ALLOW_NUL flag. */
 		if (code == json_error_null_character ||
 		    code == json_error_null_byte_in_key)
 			snprintf(err, errlen, "invalid JSON at line %d column "
@@ -352,8 +352,8 @@ static int decode_create_field(const char *key, json_t *value,
 }
 
 /*
- * A guest whose segments and stack do not fit memory_mib would only fail
- * later in sbx-vmm, with a 500; report it as an invalid request instead.
+ * A guest whose segments and stack do not fit memory_mib would fail later
+ * in sbx-vmm with a 500, so report it here as an invalid request.
  */
 static int check_memory_fits(const struct sandbox_params *p, char *err,
 			     size_t errlen)
@@ -527,7 +527,7 @@ static void handle_node(struct sbxd *d, struct conn *c)
 		draining_for = json_integer(
 			(json_int_t)((loop_now_ns() - d->drain.started_ns) /
 				     1000000ull));
-	/* null on the memfd gate, which cannot see the VMs. */
+	/* live_vms is null on the memfd gate, which cannot count VMs. */
 	count = metrics_count_live_vms(d);
 	if (count >= 0)
 		live_vms = json_integer(count);

@@ -443,9 +443,9 @@ void conn_respond(struct sbxd *d, struct conn *c, int status,
 }
 
 /*
- * Whether a request is still to come on c: its first one (the client
- * connected during the drain, possibly from the listen queue), or the
- * rest of one that has begun to arrive.
+ * Whether c still has a request to come: its first one, from a client
+ * that connected during the drain or waited in the listen queue, or the
+ * rest of a request that has begun to arrive.
  */
 static bool conn_expects_request(const struct conn *c)
 {

@@ -129,7 +129,7 @@ static uint64_t drain_bound_left_ms(struct sbxd *d, uint64_t now)
 	return NOTIFY_UNBOUNDED;
 }
 
-/* Tell systemd about the drain; changed marks a new phase. */
+/* Tell systemd about the drain. changed is true on a new phase. */
 static void notify_progress(struct sbxd *d, bool changed)
 {
 	struct sbxd_drain_state st;

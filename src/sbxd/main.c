@@ -61,6 +61,12 @@ static int close_gate(struct sbxd *d)
 	return gate_close(&d->gate);
 }
 
+static int close_notify(struct sbxd *d)
+{
+	notify_exit(&d->notify);
+	return 0;
+}
+
 static int close_leftovers(struct sbxd *d)
 {
 	return sandbox_remove_leftovers(d->cfg.state_dir);
@@ -253,6 +259,7 @@ static int start(struct sbxd *d)
 	io_uring_submit(&d->loop.ring);
 	log_serving(d);
 	notify_init(&d->notify, d->cfg.drain_poll_ms, NULL);
+	sbxd_add_closer(d, "notify socket", close_notify);
 	notify_ready(&d->notify, gate_backend_name(d->gate.backend),
 		     d->cfg.max_sandboxes);
 	return 0;

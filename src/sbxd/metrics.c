@@ -134,7 +134,7 @@ static int format_gate(struct sbxd *d, struct buf *out)
 	ret |= metric(out, "sbxd_starts_failed_total", "counter",
 		      "Admitted starts that failed before ready.", st.failed);
 
-	/* Only the BPF gate sees the VMs; the memfd gate omits the metric. */
+	/* Only the BPF gate can count the VMs, so memfd omits the metric. */
 	live_vms = metrics_count_live_vms(d);
 	if (live_vms >= 0)
 		ret |= metric(out, "sbxd_live_vms", "gauge",

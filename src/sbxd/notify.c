@@ -1,9 +1,14 @@
 // SPDX-License-Identifier: MIT
 /* sd_notify messages for systemd: readiness, drain status, stop timeout. */
 #include <errno.h>
+#include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <systemd/sd-daemon.h>
 
@@ -19,6 +24,35 @@ static int send_sd_notify(const char *message)
 	return sd_notify(0, message);
 }
 
+/*
+ * Connect a non-blocking datagram socket to NOTIFY_SOCKET, only to poll
+ * whether the receiver's queue has room. Returns the fd or -1.
+ */
+static int open_probe(const char *path)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	size_t len = strlen(path);
+	socklen_t addr_len;
+	int fd;
+
+	/* "@name" is a name in the abstract namespace. */
+	if ((path[0] != '/' && path[0] != '@') || len >= sizeof(addr.sun_path))
+		return -1;
+	memcpy(addr.sun_path, path, len);
+	if (path[0] == '@')
+		addr.sun_path[0] = '\0';
+	addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len +
+			       (path[0] == '/'));
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&addr, addr_len) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 void notify_init(struct notify *n, uint64_t drain_poll_ms,
 		 notify_send_fn send)
 {
@@ -28,6 +62,28 @@ void notify_init(struct notify *n, uint64_t drain_poll_ms,
 	n->enabled = socket && socket[0];
 	n->send = send ? send : send_sd_notify;
 	n->window_ms = notify_window_ms(drain_poll_ms);
+	n->probe_fd = n->enabled ? open_probe(socket) : -1;
+}
+
+void notify_exit(struct notify *n)
+{
+	if (n->probe_fd >= 0)
+		close(n->probe_fd);
+	n->probe_fd = -1;
+}
+
+/*
+ * Whether the receiver can queue one more message. sd_notify sends on a
+ * blocking socket, so a full queue would stop the loop until the receiver
+ * reads. systemd reads at once, but a stalled receiver may never read.
+ */
+static bool receiver_has_room(const struct notify *n)
+{
+	struct pollfd pfd = { .fd = n->probe_fd, .events = POLLOUT };
+
+	if (n->probe_fd < 0)
+		return true;
+	return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLOUT);
 }
 
 uint64_t notify_window_ms(uint64_t drain_poll_ms)
@@ -75,6 +131,20 @@ static void send_message(struct notify *n, const char *message)
 			*p = ' ';
 	log_debug("sd_notify %s", line);
 
+	/*
+	 * NOTE: another sender can fill the queue between this check and
+	 * sd_notify, which then waits until the receiver reads.
+	 */
+	if (!receiver_has_room(n)) {
+		n->dropped++;
+		if (n->dropped == 1 || n->dropped % 100 == 0)
+			log_warn("dropped a notification because the queue of "
+				 "NOTIFY_SOCKET=%s is full, rather than block: "
+				 "\"%s\" dropped_total=%llu",
+				 getenv("NOTIFY_SOCKET"), line,
+				 (unsigned long long)n->dropped);
+		return;
+	}
 	ret = n->send(message);
 	if (ret >= 0 || n->error_logged)
 		return;

@@ -30,7 +30,10 @@
 /* STATUS= lines that only update counts are sent at most this often. */
 #define NOTIFY_STATUS_INTERVAL_MS 1000
 
-/* Sends one notification; returns > 0 sent, 0 not under systemd, or -errno. */
+/*
+ * Sends one notification. Returns > 0 when sent, 0 when not under
+ * systemd, or a negative errno.
+ */
 typedef int (*notify_send_fn)(const char *message);
 
 struct notify_counts {
@@ -43,6 +46,8 @@ struct notify_counts {
 struct notify {
 	bool enabled;		/* NOTIFY_SOCKET was set at start */
 	notify_send_fn send;
+	int probe_fd;		/* connected to NOTIFY_SOCKET, or -1 */
+	uint64_t dropped;	/* messages not sent: the queue was full */
 	uint64_t window_ms;
 	bool stopping_sent;
 	uint64_t status_ns;		/* last STATUS= line */
@@ -54,10 +59,15 @@ struct notify {
 
 /*
  * Enable notifications when NOTIFY_SOCKET is set. send may be NULL for
- * sd_notify itself.
+ * sd_notify itself. A message that the receiver has no room to queue is
+ * dropped with a warning, so that a stalled receiver cannot block the
+ * loop.
  */
 void notify_init(struct notify *n, uint64_t drain_poll_ms,
 		 notify_send_fn send);
+
+/* Close what notify_init opened. */
+void notify_exit(struct notify *n);
 
 /* READY=1 with a STATUS= line naming the gate backend. */
 void notify_ready(struct notify *n, const char *gate,

@@ -45,7 +45,7 @@ static void add_sandbox(int i, enum sandbox_state state)
 	daemon_state.sandboxes.total++;
 }
 
-/* Format the metrics; the caller frees the text with buf_free. */
+/* Format the metrics into text, which the caller frees with buf_free. */
 static void format(struct buf *text)
 {
 	memset(text, 0, sizeof(*text));

@@ -5,9 +5,13 @@
  * drain, captured in place of sd_notify.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "sbxd/notify.h"
 
@@ -180,4 +184,36 @@ Test(notify, bounded_phases_extend_to_the_bound)
 	cr_assert_eq(nmessages, 3);
 	cr_assert_str_eq(messages[2], "STATUS=forcing: inflight=1 live=1 "
 			 "for 6s\nEXTEND_TIMEOUT_USEC=36000000");
+}
+
+/* A receiver that never reads: sd_notify would block once its queue is full. */
+Test(notify, full_queue_drops_not_blocks, .timeout = 10)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct notify_counts c = counts(SBXD_DRAINING, 0, 1, 1);
+	char dir[] = "/tmp/sbxd-notify-test-XXXXXX";
+	struct notify n;
+	int fd;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s/notify", dir);
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0,
+		     "bind %s: %s", addr.sun_path, strerror(errno));
+	setenv("NOTIFY_SOCKET", addr.sun_path, 1);
+
+	/* The real sd_notify; the test's .timeout catches a block. */
+	notify_init(&n, 10, NULL);
+	cr_assert_geq(n.probe_fd, 0, "no probe socket for %s", addr.sun_path);
+	for (int i = 0; i < 2000; i++)
+		notify_drain(&n, &c, (uint64_t)(i + 1) * 1000 * MS, 0,
+			     NOTIFY_UNBOUNDED, true);
+	cr_assert_gt(n.dropped, 0, "2000 messages fit a queue never read");
+	notify_exit(&n);
+	cr_assert_eq(n.probe_fd, -1);
+
+	close(fd);
+	unlink(addr.sun_path);
+	rmdir(dir);
 }
