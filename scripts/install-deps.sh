@@ -10,6 +10,7 @@ liburing-dev libbpf-dev bpftool libelf-dev zlib1g-dev
 libjansson-dev libhttp-parser-dev libsystemd-dev libseccomp-dev
 systemtap-sdt-dev libcriterion-dev
 python3 python3-prometheus-client curl procps util-linux
+qemu-system-x86 nginx wrk python3-matplotlib
 "
 
 missing=""
