@@ -154,8 +154,9 @@ static void drain_timeout_expired(struct sbxd *d, struct timer *timer)
 
 static void flush_expired(struct sbxd *d, struct timer *timer)
 {
-	log_warn("stopped waiting for the last responses and reaps after "
-		 "%d ms", DRAIN_FLUSH_MS);
+	log_warn("stopped waiting for the last requests, responses and reaps "
+		 "after %d ms; closing %u connections", DRAIN_FLUSH_MS,
+		 d->conns.count);
 	d->stop = true;
 }
 

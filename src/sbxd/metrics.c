@@ -30,6 +30,11 @@ void metrics_observe_start(struct metrics *m, double seconds)
 	m->start_sum_seconds += seconds;
 }
 
+/*
+ * NOTE: the iterator walks the files of every task on the host, so each
+ * GET /v1/node and /metrics pays for it: about 0.35 ms with 98 processes
+ * on the development machine, and more on a host with many processes.
+ */
 int metrics_count_live_vms(struct sbxd *d)
 {
 	int count = gate_count_live_vms(&d->gate);
