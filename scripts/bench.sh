@@ -71,10 +71,11 @@ fi
 
 if [ "$QUICK" = 1 ]; then
 	FLOOR_N=100 START_N=20 EXEC_N=200 RATE_S=3 DENSITY_N=50
-	DRAIN_N=10 DRAIN_IDLE_MS=200 FORCE_N=20 PEER_N=3 API_S=2
+	DRAIN_N=10 DRAIN_IDLE_MS=200 FORCE_N=20 PEER_N=3 API_S=2 SETTLE_S=1
 else
 	FLOOR_N=1000 START_N=200 EXEC_N=2000 RATE_S=30 DENSITY_N=5000
 	DRAIN_N=100 DRAIN_IDLE_MS=1000 FORCE_N=1000 PEER_N=20 API_S=10
+	SETTLE_S=10
 fi
 DRAIN_INTERVAL_MS=20
 DRAIN_POLL=10ms
@@ -128,117 +129,116 @@ wait_for_line() {
 	return 1
 }
 
-START_TIME=$(date +%s)
-cat /proc/loadavg >"$TMP/load-before"
-log "build $BUILD, quick=$QUICK, temp dir $TMP, load $(cut -d' ' -f1-3 /proc/loadavg)"
+start_main_sbxd() {
+	local i
+	API_PORT=$(free_port)
+	MAIN_DIR=$TMP/main
+	"$BUILD/sbxd" --state-dir "$MAIN_DIR" --instance "$INSTANCE" \
+		--max-sandboxes "$MAX_SANDBOXES" \
+		--listen "tcp:127.0.0.1:$API_PORT" \
+		--log-level warn 2>"$TMP/sbxd-main.log" &
+	SBXD_PID=$!
+	PIDS="$PIDS $SBXD_PID"
+	# warn hides the info-level serving line, so wait for the socket.
+	for i in $(seq 200); do
+		[ -S "$MAIN_DIR/sbxd.sock" ] && break
+		if ! kill -0 "$SBXD_PID" 2>/dev/null; then
+			cat "$TMP/sbxd-main.log" >&2
+			exit 1
+		fi
+		sleep 0.1
+	done
+	ADDR="unix:$MAIN_DIR/sbxd.sock"
+}
 
-log "floors: fork+exec, KVM cycle, rate, density"
-"$BUILD/floor-exec" --count "$FLOOR_N" "$BUILD/sbx-bench-true" >"$RAW/floor-exec.json"
-"$BUILD/floor-kvm" --count "$FLOOR_N" >"$RAW/floor-kvm.json"
-"$BUILD/floor-rate" --seconds "$RATE_S" >"$RAW/floor-rate.json"
-"$BUILD/floor-density" --count "$DENSITY_N" --reserve-mib "$RESERVE_MIB" \
-	>"$RAW/floor-density.json"
+stop_main_sbxd() {
+	kill -TERM "$SBXD_PID"
+	if ! wait "$SBXD_PID"; then
+		echo "bench.sh: the main sbxd exited with an error:" >&2
+		tail -5 "$TMP/sbxd-main.log" >&2
+		exit 1
+	fi
+}
 
-# The main sbxd serves start, exec, rate, density, restore and api.
-API_PORT=$(free_port)
-MAIN_DIR=$TMP/main
-"$BUILD/sbxd" --state-dir "$MAIN_DIR" --instance "$INSTANCE" \
-	--max-sandboxes "$MAX_SANDBOXES" --listen "tcp:127.0.0.1:$API_PORT" \
-	--log-level warn 2>"$TMP/sbxd-main.log" &
-SBXD_PID=$!
-PIDS="$PIDS $SBXD_PID"
-# The serving line is at info level, which warn hides: wait for the socket.
-for i in $(seq 200); do
-	[ -S "$MAIN_DIR/sbxd.sock" ] && break
-	kill -0 "$SBXD_PID" 2>/dev/null || { cat "$TMP/sbxd-main.log" >&2; exit 1; }
-	sleep 0.1
-done
-ADDR="unix:$MAIN_DIR/sbxd.sock"
+run_floors() {
+	log "floors: fork+exec and KVM cycle, $FLOOR_N each"
+	"$BUILD/floor-exec" --count "$FLOOR_N" "$BUILD/sbx-bench-true" \
+		>"$RAW/floor-exec.json"
+	"$BUILD/floor-kvm" --count "$FLOOR_N" >"$RAW/floor-kvm.json"
+}
 
-log "start: $START_N sequential creates"
-"$BUILD/sbx-bench" start --addr "$ADDR" --count "$START_N" >"$RAW/start.json"
-log "exec: $EXEC_N round trips"
-"$BUILD/sbx-bench" exec --addr "$ADDR" --count "$EXEC_N" --warmup 50 \
-	>"$RAW/exec.json"
-log "rate: 8 clients for $RATE_S s"
-"$BUILD/sbx-bench" rate --addr "$ADDR" --clients 8 --seconds "$RATE_S" \
-	>"$RAW/rate.json"
-log "density: up to $DENSITY_N sandboxes"
-"$BUILD/sbx-bench" density --addr "$ADDR" --count "$DENSITY_N" \
-	--reserve-mib "$RESERVE_MIB" >"$RAW/density.json"
-log "restore: probe the snapshot endpoint"
-"$BUILD/sbx-bench" restore --addr "$ADDR" >"$RAW/restore.json"
+run_start() {
+	log "start: $START_N sequential creates"
+	"$BUILD/sbx-bench" start --addr "$ADDR" --count "$START_N" \
+		>"$RAW/start.json"
+}
 
-log "api: wrk on GET /v1/node against sbxd and nginx, $API_S s each"
-NGINX_PORT=$(free_port)
-NGINX_DIR=$TMP/nginx
-mkdir -p "$NGINX_DIR/www/v1"
-# nginx's worker runs as the user "nobody", so the file must be world-readable.
-chmod 755 "$TMP" "$NGINX_DIR" "$NGINX_DIR/www" "$NGINX_DIR/www/v1"
-curl -sf "http://127.0.0.1:$API_PORT/v1/node" >"$NGINX_DIR/www/v1/node"
-chmod 644 "$NGINX_DIR/www/v1/node"
-cat >"$NGINX_DIR/nginx.conf" <<EOF
+run_exec() {
+	log "exec: $EXEC_N round trips"
+	"$BUILD/sbx-bench" exec --addr "$ADDR" --count "$EXEC_N" --warmup 50 \
+		>"$RAW/exec.json"
+}
+
+run_restore() {
+	log "restore: probe the snapshot endpoint"
+	"$BUILD/sbx-bench" restore --addr "$ADDR" >"$RAW/restore.json"
+}
+
+run_api() {
+	local nginx_port nginx_dir nginx_pid i
+	local wrk="wrk -t1 -c8 -d${API_S}s --latency"
+
+	log "api: wrk on GET /v1/node against sbxd and nginx, $API_S s each"
+	nginx_port=$(free_port)
+	nginx_dir=$TMP/nginx
+	mkdir -p "$nginx_dir/www/v1"
+	# nginx's worker runs as the user "nobody", so the file must be
+	# world-readable.
+	chmod 755 "$TMP" "$nginx_dir" "$nginx_dir/www" "$nginx_dir/www/v1"
+	curl -sf "http://127.0.0.1:$API_PORT/v1/node" >"$nginx_dir/www/v1/node"
+	chmod 644 "$nginx_dir/www/v1/node"
+	cat >"$nginx_dir/nginx.conf" <<NGINX
 worker_processes 1;
 daemon off;
-pid $NGINX_DIR/nginx.pid;
-error_log $NGINX_DIR/error.log warn;
+pid $nginx_dir/nginx.pid;
+error_log $nginx_dir/error.log warn;
 events { worker_connections 512; }
 http {
 	access_log off;
 	default_type application/json;
-	client_body_temp_path $NGINX_DIR/body;
+	client_body_temp_path $nginx_dir/body;
 	server {
-		listen 127.0.0.1:$NGINX_PORT;
-		root $NGINX_DIR/www;
+		listen 127.0.0.1:$nginx_port;
+		root $nginx_dir/www;
 	}
 }
-EOF
-nginx -p "$NGINX_DIR" -c "$NGINX_DIR/nginx.conf" -e "$NGINX_DIR/error.log" &
-NGINX_PID=$!
-PIDS="$PIDS $NGINX_PID"
-for i in $(seq 100); do
-	curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/v1/node" && break
-	kill -0 "$NGINX_PID" 2>/dev/null || { cat "$NGINX_DIR/error.log" >&2; exit 1; }
-	sleep 0.1
-done
-WRK="wrk -t1 -c8 -d${API_S}s --latency"
-$WRK "http://127.0.0.1:$API_PORT/v1/node" >"$RAW/wrk-sbxd.txt"
-$WRK "http://127.0.0.1:$NGINX_PORT/v1/node" >"$RAW/wrk-nginx.txt"
-wc -c <"$NGINX_DIR/www/v1/node" >"$RAW/api-body-bytes.txt"
-kill -TERM "$NGINX_PID"
-wait "$NGINX_PID" || true
+NGINX
+	nginx -p "$nginx_dir" -c "$nginx_dir/nginx.conf" \
+		-e "$nginx_dir/error.log" &
+	nginx_pid=$!
+	PIDS="$PIDS $nginx_pid"
+	for i in $(seq 100); do
+		curl -sf -o /dev/null "http://127.0.0.1:$nginx_port/v1/node" &&
+			break
+		if ! kill -0 "$nginx_pid" 2>/dev/null; then
+			cat "$nginx_dir/error.log" >&2
+			exit 1
+		fi
+		sleep 0.1
+	done
+	$wrk "http://127.0.0.1:$API_PORT/v1/node" >"$RAW/wrk-sbxd.txt"
+	$wrk "http://127.0.0.1:$nginx_port/v1/node" >"$RAW/wrk-nginx.txt"
+	wc -c <"$nginx_dir/www/v1/node" >"$RAW/api-body-bytes.txt"
+	kill -TERM "$nginx_pid"
+	wait "$nginx_pid" || true
+}
 
-kill -TERM "$SBXD_PID"
-if ! wait "$SBXD_PID"; then
-	echo "bench.sh: the main sbxd exited with an error:" >&2
-	tail -5 "$TMP/sbxd-main.log" >&2
-	exit 1
-fi
-
-log "drain: $DRAIN_N sandboxes end one by one, $DRAIN_INTERVAL_MS ms apart"
-DRAIN_DIR=$TMP/drain
-"$BUILD/sbx-bench" drain --addr "unix:$DRAIN_DIR/sbxd.sock" \
-	--count "$DRAIN_N" --interval-ms "$DRAIN_INTERVAL_MS" \
-	--idle-ms "$DRAIN_IDLE_MS" --instance "$INSTANCE-drain" \
-	--log "$TMP/sbxd-drain.log" -- \
-	"$BUILD/sbxd" --state-dir "$DRAIN_DIR" --instance "$INSTANCE-drain" \
-	--max-sandboxes "$MAX_SANDBOXES" --drain-poll "$DRAIN_POLL" \
-	>"$RAW/drain.json"
-
-log "force: $FORCE_N ignore_stop sandboxes, SHUTDOWN_DRAIN_TIMEOUT=0, SBXD_STOP_GRACE=$STOP_GRACE"
-FORCE_DIR=$TMP/force
-SHUTDOWN_DRAIN_TIMEOUT=0 SBXD_STOP_GRACE=$STOP_GRACE \
-	"$BUILD/sbx-bench" force --addr "unix:$FORCE_DIR/sbxd.sock" \
-	--count "$FORCE_N" --instance "$INSTANCE-force" \
-	--log "$TMP/sbxd-force.log" -- \
-	"$BUILD/sbxd" --state-dir "$FORCE_DIR" --instance "$INSTANCE-force" \
-	--max-sandboxes "$MAX_SANDBOXES" --drain-poll "$DRAIN_POLL" \
-	>"$RAW/force.json"
-
-log "peer: QEMU microvm vs sbx-vmm, $PEER_N runs each"
-# A 64 KiB firmware image: the reset vector at 0xffff0 writes 0 to the
-# isa-debug-exit port 0xf4, so QEMU exits with status (0 << 1) | 1 = 1.
-$PY - "$TMP/bios.bin" <<'EOF'
+run_peer() {
+	log "peer: QEMU microvm vs sbx-vmm, $PEER_N runs each"
+	# A 64 KiB firmware image: the reset vector at 0xffff0 writes 0 to
+	# the isa-debug-exit port 0xf4, so QEMU exits with status
+	# (0 << 1) | 1 = 1.
+	$PY - "$TMP/bios.bin" <<'FIRMWARE'
 import sys
 image = bytearray(b"\xf4" * 65536)          # hlt everywhere else
 code = bytes([0xb0, 0x00,                  # mov al, 0
@@ -247,16 +247,79 @@ code = bytes([0xb0, 0x00,                  # mov al, 0
               0xf4, 0xeb, 0xfd])           # hlt; jmp back to hlt
 image[0xfff0:0xfff0 + len(code)] = code
 open(sys.argv[1], "wb").write(image)
-EOF
-"$BUILD/sbx-bench" run --count "$PEER_N" --warmup 2 --expect-status 1 -- \
-	qemu-system-x86_64 \
-	-M microvm,x-option-roms=off,pit=off,pic=off,rtc=off,isa-serial=off,acpi=off \
-	-accel kvm -cpu qemu64,-pni -m 16M -nodefaults -no-user-config \
-	-display none -bios "$TMP/bios.bin" \
-	-device isa-debug-exit,iobase=0xf4,iosize=4 >"$RAW/peer-qemu.json"
-"$BUILD/sbx-bench" run --count "$PEER_N" --warmup 2 -- \
-	"$BUILD/sbx-vmm" --guest "$BUILD/sbx-agent" --memory-mib 16 -- exit 0 \
-	>"$RAW/peer-sbx-vmm.json"
+FIRMWARE
+	"$BUILD/sbx-bench" run --count "$PEER_N" --warmup 2 \
+		--expect-status 1 -- qemu-system-x86_64 \
+		-M microvm,x-option-roms=off,pit=off,pic=off,rtc=off,isa-serial=off,acpi=off \
+		-accel kvm -cpu qemu64,-pni -m 16M -nodefaults -no-user-config \
+		-display none -bios "$TMP/bios.bin" \
+		-device isa-debug-exit,iobase=0xf4,iosize=4 \
+		>"$RAW/peer-qemu.json"
+	"$BUILD/sbx-bench" run --count "$PEER_N" --warmup 2 -- \
+		"$BUILD/sbx-vmm" --guest "$BUILD/sbx-agent" --memory-mib 16 \
+		-- exit 0 >"$RAW/peer-sbx-vmm.json"
+}
+
+run_drain() {
+	log "drain: $DRAIN_N sandboxes end one by one," \
+		"$DRAIN_INTERVAL_MS ms apart"
+	"$BUILD/sbx-bench" drain --addr "unix:$TMP/drain/sbxd.sock" \
+		--count "$DRAIN_N" --interval-ms "$DRAIN_INTERVAL_MS" \
+		--idle-ms "$DRAIN_IDLE_MS" --instance "$INSTANCE-drain" \
+		--log "$TMP/sbxd-drain.log" -- \
+		"$BUILD/sbxd" --state-dir "$TMP/drain" \
+		--instance "$INSTANCE-drain" --max-sandboxes "$MAX_SANDBOXES" \
+		--drain-poll "$DRAIN_POLL" >"$RAW/drain.json"
+}
+
+run_force() {
+	log "force: $FORCE_N ignore_stop sandboxes," \
+		"SHUTDOWN_DRAIN_TIMEOUT=0, SBXD_STOP_GRACE=$STOP_GRACE"
+	SHUTDOWN_DRAIN_TIMEOUT=0 SBXD_STOP_GRACE=$STOP_GRACE \
+		"$BUILD/sbx-bench" force --addr "unix:$TMP/force/sbxd.sock" \
+		--count "$FORCE_N" --instance "$INSTANCE-force" \
+		--log "$TMP/sbxd-force.log" -- \
+		"$BUILD/sbxd" --state-dir "$TMP/force" \
+		--instance "$INSTANCE-force" --max-sandboxes "$MAX_SANDBOXES" \
+		--drain-poll "$DRAIN_POLL" >"$RAW/force.json"
+}
+
+run_rate() {
+	log "rate: floor loops, then 8 clients, $RATE_S s each"
+	"$BUILD/floor-rate" --seconds "$RATE_S" >"$RAW/floor-rate.json"
+	"$BUILD/sbx-bench" rate --addr "$ADDR" --clients 8 \
+		--seconds "$RATE_S" >"$RAW/rate.json"
+}
+
+run_density() {
+	log "density: floor, then sbxd, up to $DENSITY_N each"
+	"$BUILD/floor-density" --count "$DENSITY_N" \
+		--reserve-mib "$RESERVE_MIB" >"$RAW/floor-density.json"
+	# The kernel is still freeing the floor's VMs for a while.
+	sleep "$SETTLE_S"
+	"$BUILD/sbx-bench" density --addr "$ADDR" --count "$DENSITY_N" \
+		--reserve-mib "$RESERVE_MIB" >"$RAW/density.json"
+}
+
+START_TIME=$(date +%s)
+cat /proc/loadavg >"$TMP/load-before"
+log "build $BUILD, quick=$QUICK, temp dir $TMP," \
+	"load $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# Latency scenarios first and the ones that create thousands of VMs last,
+# because tearing those VMs down keeps the host busy afterwards.
+run_floors
+start_main_sbxd
+run_start
+run_exec
+run_api
+run_restore
+run_peer
+run_drain
+run_force
+run_rate
+run_density
+stop_main_sbxd
 
 cat /proc/loadavg >"$TMP/load-after"
 END_TIME=$(date +%s)
