@@ -76,7 +76,19 @@ def target(met, text, quick):
     return {"target": text, "met": None if quick else bool(met)}
 
 
-def machine_info(root, load_before, load_after, seconds):
+def build_source_dir(build, root):
+    """Return the source dir that the build dir was configured from."""
+    try:
+        with open(os.path.join(build, "CMakeCache.txt")) as f:
+            for line in f:
+                if line.startswith("CMAKE_HOME_DIRECTORY:"):
+                    return line.split("=", 1)[1].strip()
+    except OSError:
+        pass
+    return root
+
+
+def machine_info(source, load_before, load_after, seconds):
     cpu = "unknown"
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -90,14 +102,15 @@ def machine_info(root, load_before, load_after, seconds):
                 mem_kib = int(line.split()[1])
 
     def git(*args):
-        return subprocess.run(["git", "-C", root, *args], capture_output=True,
-                              text=True).stdout.strip()
+        return subprocess.run(["git", "-C", source, *args],
+                              capture_output=True, text=True).stdout.strip()
 
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
         "memory_gib": round(mem_kib / 1048576, 1),
         "kernel": platform.release(),
+        "source_dir": source,
         "commit": git("rev-parse", "--short=12", "HEAD"),
         "work_tree_dirty": bool(git("status", "--porcelain", "--",
                                     "src", "include", "guest", "bpf")),
@@ -114,8 +127,10 @@ def build_results(args):
     quick = args.quick
     cores = os.cpu_count()
     res = {"mode": "quick" if quick else "full"}
-    res["machine"] = machine_info(args.root, args.load_before,
-                                  args.load_after, args.seconds)
+    source = build_source_dir(args.build, args.root)
+    res["machine"] = machine_info(source, args.load_before, args.load_after,
+                                  args.seconds)
+    res["machine"]["busiest_processes_before"] = args.busy_before.strip()
     scen = {}
 
     floor_exec = load(raw, "floor-exec.json")
@@ -364,9 +379,10 @@ def tables(res):
         f"| memory | {m['memory_gib']} GiB |",
         f"| kernel | {m['kernel']} |",
         f"| commit | {m['commit']}"
-        f"{' (work tree had uncommitted changes in src/)' if m['work_tree_dirty'] else ''} |",
+        f"{' (built with uncommitted changes in src/)' if m['work_tree_dirty'] else ', built from a clean checkout'} |",
         f"| date | {m['date']} |",
         f"| load average before / after | {m['load_before']} / {m['load_after']} |",
+        f"| busiest processes at the start (ps %CPU) | {m['busiest_processes_before']} |",
         f"| run time | {m['run_seconds']} s |",
     ])
 
@@ -521,6 +537,7 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--load-before", default="")
     parser.add_argument("--load-after", default="")
+    parser.add_argument("--busy-before", default="")
     parser.add_argument("--seconds", type=int, default=0)
     parser.add_argument("--drain-poll-ms", type=float, default=10)
     parser.add_argument("--stop-grace-ms", type=float, default=1000)

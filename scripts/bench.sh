@@ -303,6 +303,9 @@ run_density() {
 
 START_TIME=$(date +%s)
 cat /proc/loadavg >"$TMP/load-before"
+# Other users' busiest processes, as a note on how noisy the run is.
+ps -eo pcpu=,comm= --sort=-pcpu | head -5 | awk '{printf "%s %s%%; ", $2, $1}' \
+	>"$TMP/busy-before"
 log "build $BUILD, quick=$QUICK, temp dir $TMP," \
 	"load $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -328,6 +331,7 @@ log "measured in $((END_TIME - START_TIME)) s; writing the report"
 REPORT_ARGS=(--raw "$RAW" --root "$ROOT" --build "$BUILD"
 	--load-before "$(cat "$TMP/load-before")"
 	--load-after "$(cat "$TMP/load-after")"
+	--busy-before "$(cat "$TMP/busy-before")"
 	--seconds "$((END_TIME - START_TIME))"
 	--drain-poll-ms 10 --stop-grace-ms 1000)
 if [ "$QUICK" = 1 ]; then
