@@ -132,6 +132,9 @@ def control_seeds():
     write("control", "exec_twice",
           msg(exec_, 1, 0, b"counter") + msg(exec_, 2, 0, b"sleep 10"))
     write("control", "stop", msg(stop))
+    # One exec more than the VMM queues (VMM_EXEC_QUEUE_MAX is 256).
+    write("control", "exec_queue_full",
+          b"".join(msg(exec_, seq, 0, b"x") for seq in range(1, 258)))
     write("control", "pause_resume",
           msg(pause, 1) + msg(pause, 2) + msg(resume, 3) + msg(resume, 4))
     write("control", "snapshot", msg(snapshot, 7, 0, b"/tmp/s.snap\0"))
