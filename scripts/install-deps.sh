@@ -5,7 +5,7 @@
 set -eu
 
 PACKAGES="
-build-essential cmake pkg-config clang llvm
+build-essential cmake pkg-config clang llvm libclang-rt-dev
 liburing-dev libbpf-dev bpftool libelf-dev zlib1g-dev
 libjansson-dev libhttp-parser-dev libsystemd-dev libseccomp-dev
 systemtap-sdt-dev libcriterion-dev
