@@ -124,7 +124,7 @@ if ! cmake --build "$BUILD" -j"$(nproc)" --target $TARGETS \
 	exit 1
 fi
 
-# Write snapshot seeds into $1, or only say why there are none.
+# Write snapshot seeds into $1, or print why there are none.
 snapshot_seeds() {
 	if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
 		echo "fuzz: snapshot: no usable /dev/kvm, so no snapshot seed; fuzzing from nothing"

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * libFuzzer harness for sbx-vmm's control channel decoder. The input is a
- * list of packets, each a 16-bit little-endian length and that many bytes;
- * the length 0xffff stands for a packet one byte over SBX_MSG_MAX, made of
- * up to the next 24 bytes and zeros, and empty packets are skipped. The harness sends the packets on a
+ * list of packets, each a 16-bit little-endian length and that many bytes.
+ * The length 0xffff means a packet one byte over SBX_MSG_MAX, made of up
+ * to the next 24 bytes and zeros. Empty packets are skipped. The harness sends the packets on a
  * real SOCK_SEQPACKET socketpair and lets ctl_poll() receive and handle
  * them, as sbx-vmm does between guest exits.
  *
@@ -86,7 +86,7 @@ static int64_t snapshot_errno(const uint8_t *payload, uint32_t len)
 	return -ESRCH; /* no vCPU: "the VM is not running" */
 }
 
-/* Predict the VMM's answer to one packet of n bytes. */
+/* Predict the VMM's replies to one packet of n bytes. */
 static void model_packet(const uint8_t *p, size_t n, bool oversized)
 {
 	struct sbx_msg msg;

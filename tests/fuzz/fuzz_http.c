@@ -8,8 +8,8 @@
  * each recv with the next chunk of input and each send with the bytes
  * sbxd queued, then checks every response.
  *
- * --max-sandboxes is 0, so a valid create is answered 429 after its body
- * is decoded and no VMM is ever spawned. No sandbox exists, so the
+ * --max-sandboxes is 0, so a valid create gets a 429 response after its
+ * body is decoded, and no VMM is ever spawned. No sandbox exists, so the
  * /v1/sandboxes/{id} routes end in 404 or 405 before they need one.
  */
 #define _GNU_SOURCE
@@ -59,7 +59,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	d->cfg.max_sandboxes = 0;
 	d->cfg.gate = GATE_BACKEND_MEMFD;
 	snprintf(d->cfg.guest, sizeof(d->cfg.guest), "%s", SBX_FUZZ_GUEST);
-	/* Only errors are logged: each one is worth a look. */
+	/* Only errors are logged, because none is expected here. */
 	log_max_level = LOG_LEVEL_ERR;
 	sandbox_table_init(&d->sandboxes);
 	conn_table_init(&d->conns);
@@ -231,7 +231,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct conn *c;
 	int fd;
 
-	/* conn_close() closes the socket; a /dev/null copy stands in. */
+	/* conn_close() closes the socket, so it gets a copy of /dev/null. */
 	fd = dup(devnull_fd);
 	if (fd < 0)
 		fuzz_fail("dup of /dev/null failed: %s", strerror(errno));

@@ -2,7 +2,7 @@
 /*
  * libFuzzer harness for sbx-vmm's snapshot reader. The input is the start
  * of a snapshot file: the harness writes it to a memfd and, when the
- * header asks for a longer file, extends it with a hole to that size, so
+ * header gives a larger file size, extends it with a hole to that size, so
  * that the RAM section reads as zeros past the input. snap_open() then
  * reads it as `sbx-vmm --restore` does, and snap_check_ram() checks the
  * RAM section of a file that opens.
@@ -137,7 +137,10 @@ static int check_ram(const struct snap_file *snap, char *err, size_t errlen)
 	return ret;
 }
 
-/* Open the file in the memfd; return the RAM check's result, or 1. */
+/*
+ * Open the file in the memfd. Returns the RAM check's result, or 1 when
+ * snap_open() rejects the file.
+ */
 static int open_file(void)
 {
 	struct snap_file snap;
@@ -165,8 +168,8 @@ static int open_file(void)
 }
 
 /*
- * Copy the input and set ram_crc and meta_crc to what the file built from
- * it holds. Returns false when the header does not describe such a file.
+ * Copy the input and set ram_crc and meta_crc to the checksums of the file
+ * built from it. Returns false when the header does not describe such a file.
  */
 static bool fix_checksums(const uint8_t *data, size_t size)
 {

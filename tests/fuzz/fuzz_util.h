@@ -26,7 +26,7 @@ fuzz_fail(const char *fmt, ...);
 				  #cond, ##__VA_ARGS__);                  \
 	} while (0)
 
-/* Create a memfd and return it, or abort: the harness cannot run without. */
+/* Create a memfd and return its descriptor; aborts on failure. */
 int fuzz_memfd(const char *name);
 
 /* Make the memfd hold exactly `len` bytes of `data`; aborts on failure. */

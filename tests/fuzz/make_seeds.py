@@ -39,6 +39,7 @@ def http_seeds():
     write("http", "node", request("GET", "/v1/node?pretty=1"))
     write("http", "metrics", request("GET", "/metrics"))
     write("http", "list", request("GET", "/v1/sandboxes"))
+
     write("http", "create", request("POST", "/v1/sandboxes", CREATE))
     write("http", "create_small_memory",
           request("POST", "/v1/sandboxes", '{"memory_mib":4}'))
@@ -52,6 +53,7 @@ def http_seeds():
     write("http", "expect_continue",
           request("POST", "/v1/sandboxes", '{"memory_mib":32}',
                   ["Expect: 100-continue"]))
+
     write("http", "exec_unknown",
           request("POST", "/v1/sandboxes/0123456789ab/exec",
                   '{"command":"echo hi","timeout_ms":1000}'))
@@ -63,6 +65,7 @@ def http_seeds():
     write("http", "delete_unknown",
           request("DELETE", "/v1/sandboxes/0123456789ab"))
     write("http", "force_stop", request("POST", "/v1/node/force-stop", ""))
+
     write("http", "wrong_method", request("PUT", "/healthz", "{}"))
     write("http", "http10", "GET /healthz HTTP/1.0\r\n\r\n")
     write("http", "http2_version", "GET /healthz HTTP/2.0\r\n\r\n")
@@ -94,7 +97,7 @@ def json_seeds():
 def tiny_elf():
     """A 64-bit static guest that makes the EXIT hypercall with code 0.
 
-    One RWX PT_LOAD segment at 2 MiB holds the headers, the code and the
+    One RWX PT_LOAD segment at 2 MiB contains the headers, the code and the
     hypercall request; its 3 MiB of zeroed memory make the guest need
     6 MiB of RAM, so that a create with memory_mib 4 is rejected.
     """

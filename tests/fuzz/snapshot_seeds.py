@@ -7,7 +7,7 @@ usage: snapshot_seeds.py SBX_VMM OUT_DIR
 Runs `SBX_VMM --snapshot-to` (needs /dev/kvm) and writes, for each
 snapshot, its header and state sections alone, the same with the first
 8 KiB of RAM (the GDT is in the second page), and a copy whose VMM
-section holds two queued exec records with both checksums fixed, since a
+section contains two queued exec records with both checksums fixed, since a
 standalone snapshot always has an empty queue.
 """
 import os
