@@ -596,6 +596,11 @@ int config_resolve(struct config *cfg, char *err, size_t errlen)
 			return -EINVAL;
 		}
 	}
+	if (cfg->state_dir[0] != '/') {
+		snprintf(err, errlen, "invalid --state-dir \"%s\": it must be "
+			 "an absolute path", cfg->state_dir);
+		return -EINVAL;
+	}
 
 	if (cfg->vmm[0] == '\0') {
 		ret = exe_sibling("sbx-vmm", cfg->vmm, sizeof(cfg->vmm));
@@ -619,6 +624,11 @@ int config_resolve(struct config *cfg, char *err, size_t errlen)
 				 "PATH", strerror(-ret));
 			return ret;
 		}
+	}
+	if (access(cfg->guest, R_OK) < 0) {
+		snprintf(err, errlen, "guest %s is not readable: %s; build it "
+			 "or pass --guest PATH", cfg->guest, strerror(errno));
+		return -EINVAL;
 	}
 
 	if (cfg->max_sandboxes == 0) {

@@ -88,6 +88,13 @@ int gate_open(struct gate *gate, const struct gate_config *config)
 				   reason, sizeof(reason));
 		if (!ret)
 			return 0;
+		/* Another live sbxd owns the instance: falling back would hide
+		 * it from operators who read the pins, so fail instead. */
+		if (ret == -EBUSY) {
+			snprintf(gate->fallback_reason,
+				 sizeof(gate->fallback_reason), "%s", reason);
+			return ret;
+		}
 		snprintf(gate->fallback_reason, sizeof(gate->fallback_reason),
 			 "BPF unavailable: %s; using the memfd gate", reason);
 		return open_backend(gate, &gate_memfd_ops, GATE_BACKEND_MEMFD,

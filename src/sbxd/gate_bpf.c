@@ -11,8 +11,11 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/sysmacros.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -42,6 +45,7 @@ struct bpf_gate {
 	size_t map_len;
 	char root_dir[ROOT_DIR_MAX];	/* BPFFS/sbxd */
 	char dir[INSTANCE_DIR_MAX];		/* BPFFS/sbxd/INSTANCE */
+	int dir_fd;	/* the instance dir, flocked while we own it */
 	bool pinned;
 };
 
@@ -129,10 +133,79 @@ static int unlink_pins(const struct bpf_gate *bg)
 }
 
 /*
+ * Find the pid holding a flock on the file with this device and inode, from
+ * /proc/locks. Returns the pid, or 0 when it cannot be found.
+ */
+static pid_t find_lock_owner(dev_t dev, ino_t ino)
+{
+	char line[256], want[64];
+	unsigned long pid;
+	FILE *f;
+
+	snprintf(want, sizeof(want), " %02x:%02x:%lu ", major(dev), minor(dev),
+		 (unsigned long)ino);
+	f = fopen("/proc/locks", "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strstr(line, want))
+			continue;
+		if (sscanf(line, "%*d: FLOCK %*s %*s %lu", &pid) == 1) {
+			fclose(f);
+			return (pid_t)pid;
+		}
+	}
+	fclose(f);
+	return 0;
+}
+
+/*
+ * Take an exclusive flock on the instance dir. A live sbxd holds it for as
+ * long as its pins exist, so a second sbxd with the same instance name is
+ * rejected instead of replacing pins that are not stale. Returns -EBUSY
+ * when another process holds it.
+ */
+static int lock_instance_dir(struct bpf_gate *bg, const char *instance,
+			     char *reason, size_t reason_len)
+{
+	struct stat st;
+	pid_t owner;
+	int fd;
+
+	fd = open(bg->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(reason, reason_len, "failed to open %s: %s", bg->dir,
+			 strerror(errno));
+		return -errno;
+	}
+	if (!flock(fd, LOCK_EX | LOCK_NB)) {
+		bg->dir_fd = fd;
+		return 0;
+	}
+	if (errno != EWOULDBLOCK) {
+		snprintf(reason, reason_len, "failed to lock %s: %s", bg->dir,
+			 strerror(errno));
+		close(fd);
+		return -EIO;
+	}
+	owner = fstat(fd, &st) ? 0 : find_lock_owner(st.st_dev, st.st_ino);
+	close(fd);
+	if (owner > 0)
+		snprintf(reason, reason_len,
+			 "instance %s is in use by pid %d (pins in %s); pass "
+			 "another --instance", instance, (int)owner, bg->dir);
+	else
+		snprintf(reason, reason_len,
+			 "instance %s is in use by another process (pins in "
+			 "%s); pass another --instance", instance, bg->dir);
+	return -EBUSY;
+}
+
+/*
  * Create BPFFS/sbxd/INSTANCE/ and pin the map and the iterator link there.
- * An existing instance dir is left over by an sbxd that died without
- * closing the gate. The caller's lock file proves that sbxd is gone, so its
- * pins are replaced and the fresh state starts serving.
+ * An existing instance dir that nobody holds locked is left over by an
+ * sbxd that died without closing the gate, so its pins are replaced and
+ * the fresh state starts serving.
  */
 static int pin_all(struct gate *gate, const char *bpffs, const char *instance,
 		   char *reason, size_t reason_len)
@@ -156,11 +229,14 @@ static int pin_all(struct gate *gate, const char *bpffs, const char *instance,
 	ret = make_dir(bg->root_dir, &existed, reason, reason_len);
 	if (ret < 0)
 		return ret;
-	/* From here on unpin_all() removes whatever this function made. */
-	bg->pinned = true;
 	ret = make_dir(bg->dir, &existed, reason, reason_len);
 	if (ret < 0)
 		return ret;
+	ret = lock_instance_dir(bg, instance, reason, reason_len);
+	if (ret < 0)
+		return ret;
+	/* From here on unpin_all() removes whatever this function made. */
+	bg->pinned = true;
 	if (existed) {
 		ret = unlink_pins(bg);
 		if (ret < 0) {
@@ -204,6 +280,11 @@ static int unpin_all(struct bpf_gate *bg)
 	if (rmdir(bg->root_dir) < 0 && errno != ENOTEMPTY && errno != EEXIST &&
 	    errno != ENOENT && !ret)
 		ret = -errno;
+	/* Closing the dir releases the instance lock, after the pins are gone. */
+	if (bg->dir_fd >= 0) {
+		close(bg->dir_fd);
+		bg->dir_fd = -1;
+	}
 	return ret;
 }
 
@@ -283,6 +364,7 @@ static int bpf_open(struct gate *gate, const struct gate_config *config,
 		snprintf(reason, reason_len, "out of memory");
 		return -ENOMEM;
 	}
+	bg->dir_fd = -1;
 	gate->priv = bg;
 
 	ret = load_object(bg, reason, reason_len);

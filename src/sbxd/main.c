@@ -324,11 +324,15 @@ int main(int argc, char **argv)
 
 	ret = start(d);
 	if (ret) {
+		/* A BPF instance owned by another live sbxd is a configuration
+		 * conflict, like a held lock: the user picks another name. */
+		int status = ret == -EBUSY ? EXIT_USAGE : EXIT_UNCLEAN;
+
 		failed = run_closers(d);
 		lock_release(d->cfg.state_dir, d->lock_fd, failed == 0);
 		log_info("exiting status=%d reason=\"startup failed: %s\"",
-			 EXIT_UNCLEAN, strerror(-ret));
-		return EXIT_UNCLEAN;
+			 status, strerror(-ret));
+		return status;
 	}
 
 	ret = loop_run(d, &d->stop);

@@ -34,6 +34,19 @@ child_exec(const char *vmm, char *const argv[], int ctl_fd, int console_fd,
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
 		_exit(SBX_VMM_STATUS_ERROR);
 
+	/*
+	 * Leave sbxd's process group, so that Ctrl-C or a kill of the group
+	 * reaches only sbxd and starts its drain instead of stopping every
+	 * guest at once. SIGINT and SIGTERM are still blocked here; setting
+	 * them to SIG_IGN drops one that reached the old group meanwhile.
+	 */
+	if (setpgid(0, 0) < 0)
+		_exit(SBX_VMM_STATUS_ERROR);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+
 	if (dup2(null_fd, STDIN_FILENO) < 0 ||
 	    dup2(console_fd, STDOUT_FILENO) < 0 ||
 	    dup2(console_fd, STDERR_FILENO) < 0)

@@ -995,6 +995,28 @@ Test(api, stop_cuts_sleep_short, .timeout = 60)
 	http_resp_free(&resp);
 }
 
+Test(api, vmm_in_own_process_group, .timeout = 60)
+{
+	char id[80];
+	json_int_t pid;
+	json_t *sb;
+
+	sbxd_start_checked(&sbxd, NULL, NULL);
+	cr_assert_eq(sbx_create(&sbxd, CREATE_BODY, id, sizeof(id)), 201);
+	sb = sbx_get(&sbxd, id);
+	pid = json_integer_value(json_object_get(sb, "pid"));
+	json_decref(sb);
+
+	/* Ctrl-C in sbxd's terminal signals its process group: the VMMs
+	 * must not be in it, or the signal stops every guest at once. */
+	cr_assert_gt(pid, 0);
+	cr_assert_neq(getpgid((pid_t)pid), getpgid(sbxd.pid),
+		      "VMM %lld shares sbxd's process group", (long long)pid);
+	cr_assert_eq(getpgid((pid_t)pid), (pid_t)pid,
+		     "VMM %lld does not lead its own process group",
+		     (long long)pid);
+}
+
 #define EXEC_THREADS 4
 
 struct exec_job {

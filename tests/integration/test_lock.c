@@ -115,6 +115,37 @@ Test(lock, second_sbxd_exits_2, .timeout = 60)
 	http_resp_free(&resp);
 }
 
+Test(lock, same_instance_exits_2, .timeout = 60)
+{
+	const char *args[] = { "--gate", "bpf", "--instance", NULL, NULL };
+	char instance[64], pid_text[32], pin[160];
+	struct http_resp resp;
+	int status;
+
+	harness_require_root("pinning BPF maps needs root");
+	if (access("/sys/fs/bpf", W_OK) < 0)
+		cr_skip_test("skipped: bpffs is not mounted at /sys/fs/bpf");
+	snprintf(instance, sizeof(instance), "itest-same-%d", getpid());
+	args[3] = instance;
+	sbxd_start_checked(&first, args, NULL);
+
+	/* A second sbxd on its own state dir but the same instance name must
+	 * not replace the live pins of the first. */
+	cr_assert_eq(sbxd_spawn(&second, NULL, args, NULL), 0);
+	sbxd_assert_exit(&second, EXIT_BOUND_MS, 2);
+	snprintf(pid_text, sizeof(pid_text), "in use by pid %d", first.pid);
+	cr_assert(sbxd_log_contains(&second, pid_text),
+		  "the rejected sbxd does not name pid %d", first.pid);
+	snprintf(pin, sizeof(pin), "/sys/fs/bpf/sbxd/%s/drain_state",
+		 instance);
+	cr_assert(harness_path_exists(pin), "%s was removed", pin);
+	status = http_request(&first, "GET", "/v1/node", NULL, &resp);
+	cr_assert_eq(status, 200);
+	cr_assert_str_eq(json_string_value(json_object_get(resp.json, "gate")),
+			 "bpf");
+	http_resp_free(&resp);
+}
+
 Test(lock, stale_lock_taken_over, .timeout = 60)
 {
 	char id[80], desc[512];
@@ -203,6 +234,8 @@ static const struct bad_config bad_configs[] = {
 	/* Rejected before any bind: the API has no authentication. */
 	{ { "--listen", "tcp:192.0.2.1:9" }, { 0 }, { "--listen" } },
 	{ { "--listen", "unix:relative.sock" }, { 0 }, { "--listen" } },
+	{ { "--state-dir", "relative-dir" }, { 0 }, { "--state-dir" } },
+	{ { "--guest", "/nonexistent/sbx-agent" }, { 0 }, { "--guest" } },
 	{ { 0 }, { "SHUTDOWN_DRAIN_TIMEOUT=abc" },
 	  { "SHUTDOWN_DRAIN_TIMEOUT", "--drain-timeout" } },
 	{ { 0 }, { "SHUTDOWN_FORCE_TIMEOUT=1y" },

@@ -545,6 +545,33 @@ Test(gate_bpf, two_instances_side_by_side, .fini = close_gate)
 	cr_assert_not(path_exists(root), "%s left behind", root);
 }
 
+Test(gate_bpf, live_instance_rejected, .fini = close_gate)
+{
+	char pin[256], expected[96];
+	struct gate_config config = { .backend = GATE_BACKEND_BPF };
+	struct gate second;
+
+	open_gate(GATE_BACKEND_BPF);
+	config.bpffs = tg.bpffs;
+	config.instance = tg.instance;
+
+	/* A second gate on the same instance must not take over live pins,
+	 * neither explicitly nor by falling back from AUTO. */
+	cr_assert_eq(gate_open(&second, &config), -EBUSY);
+	snprintf(expected, sizeof(expected), "in use by pid %d", getpid());
+	cr_assert(strstr(second.fallback_reason, expected) != NULL,
+		  "reason does not name the owner: %s",
+		  second.fallback_reason);
+	config.backend = GATE_BACKEND_AUTO;
+	cr_assert_eq(gate_open(&second, &config), -EBUSY);
+
+	/* The first instance still serves through its pins. */
+	pin_file(&tg, "drain_state", pin, sizeof(pin));
+	cr_assert(path_exists(pin), "%s removed by the rejected gate", pin);
+	cr_assert_eq(gate_enter(&tg.gate), 0);
+	cr_assert_eq(read_state().inflight_starts, 1);
+}
+
 Test(gate_bpf, stale_pins_replaced, .fini = close_gate)
 {
 	struct gate_config config = { .backend = GATE_BACKEND_BPF };
