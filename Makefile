@@ -4,6 +4,8 @@
 
 BUILD ?= build
 CMAKE_FLAGS ?=
+ARGS ?=
+MAKEFLAGS += --no-print-directory
 ifeq ($(SAN),1)
 BUILD := build-san
 CMAKE_FLAGS += -DSBX_SANITIZE=ON
@@ -21,7 +23,7 @@ build: deps
 	@cmake --build $(BUILD) -j$$(nproc)
 
 run: build
-	./scripts/run.sh $(BUILD)
+	./scripts/run.sh $(BUILD) $(ARGS)
 
 demo: build
 	./scripts/demo.sh $(BUILD)
