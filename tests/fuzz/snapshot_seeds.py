@@ -4,11 +4,11 @@
 
 usage: snapshot_seeds.py SBX_VMM OUT_DIR
 
-Runs `SBX_VMM --snapshot-to` (needs /dev/kvm) and writes, for each
-snapshot, its header and state sections alone, the same with the first
-8 KiB of RAM (the GDT is in the second page), and a copy whose VMM
-section contains two queued exec records with both checksums fixed, since a
-standalone snapshot always has an empty queue.
+Runs `SBX_VMM --snapshot-to` (needs /dev/kvm). For each snapshot it
+writes the header and state sections alone, and the same with the first
+8 KiB of RAM, whose second page contains the GDT. A third seed adds two
+queued exec records with both checksums fixed, because a standalone
+snapshot always has an empty queue.
 """
 import os
 import struct
@@ -73,9 +73,13 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for command in ("echo hi", "counter"):
             path = os.path.join(tmp, "seed.snap")
-            subprocess.run([vmm, "--snapshot-to", path, "--", command],
-                           check=True, env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+            result = subprocess.run(
+                [vmm, "--snapshot-to", path, "--", command], env=env,
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            if result.returncode != 0:
+                sys.stderr.write(result.stderr)
+                sys.exit(f"snapshot_seeds: {vmm} --snapshot-to failed with "
+                         f"exit status {result.returncode}")
             with open(path, "rb") as f:
                 data = f.read()
             os.unlink(path)
