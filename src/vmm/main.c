@@ -16,7 +16,9 @@
 #include <unistd.h>
 
 #include "sbx/guest.h"
+#include "vmm/confine.h"
 #include "vmm/elf.h"
+#include "vmm/filter.h"
 #include "vmm/snapshot.h"
 #include "vmm/vmm.h"
 
@@ -55,6 +57,19 @@ static const char usage[] =
 	"  --snapshot-to PATH    standalone: once the guest waits for its next\n"
 	"                        command (after COMMAND, if any), save the VM to\n"
 	"                        PATH and exit instead of stopping the guest\n"
+	"  --snapshot-dir DIR    absolute directory that snapshots are written\n"
+	"                        to; opened at start, and given to --vmm-user\n"
+	"                        when sbx-vmm drops root, so that a confined\n"
+	"                        VMM can still write snapshots there\n"
+	"  --confine             confine sbx-vmm before the guest runs: the\n"
+	"                        default with --control-fd. As root: new mount,\n"
+	"                        network and IPC namespaces and --vmm-user; in\n"
+	"                        any case: resource limits, no capabilities,\n"
+	"                        no_new_privs and a seccomp allow-list\n"
+	"  --no-confine          do not confine, even with --control-fd; for\n"
+	"                        debugging (strace, gdb) only\n"
+	"  --vmm-user NAME       unprivileged user that a confined sbx-vmm\n"
+	"                        started as root becomes (default sbx-vmm)\n"
 	"  --help                print this help and exit\n"
 	"\n"
 	"Standalone, COMMAND (e.g. \"echo hi\") is given to the guest after READY,\n"
@@ -76,6 +91,11 @@ enum {
 	OPT_RESTORE,
 	OPT_VERIFY_RAM,
 	OPT_SNAPSHOT_TO,
+	OPT_SNAPSHOT_DIR,
+	OPT_CONFINE,
+	OPT_NO_CONFINE,
+	OPT_VMM_USER,
+	OPT_TEST_SYSCALL,
 	OPT_HELP,
 };
 
@@ -91,6 +111,12 @@ static const struct option options[] = {
 	{ "restore", required_argument, NULL, OPT_RESTORE },
 	{ "verify-ram", no_argument, NULL, OPT_VERIFY_RAM },
 	{ "snapshot-to", required_argument, NULL, OPT_SNAPSHOT_TO },
+	{ "snapshot-dir", required_argument, NULL, OPT_SNAPSHOT_DIR },
+	{ "confine", no_argument, NULL, OPT_CONFINE },
+	{ "no-confine", no_argument, NULL, OPT_NO_CONFINE },
+	{ "vmm-user", required_argument, NULL, OPT_VMM_USER },
+	/* Test aid, not in --help: see docs/vmm.md. */
+	{ "test-forbidden-syscall", required_argument, NULL, OPT_TEST_SYSCALL },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -174,6 +200,35 @@ static void check_control_fd(int fd)
 			    fd, type);
 }
 
+static void check_test_syscall(const char *name)
+{
+	char list[256] = "";
+	size_t used = 0;
+
+	for (const char *const *n = filter_test_names; *n; n++) {
+		if (!strcmp(*n, name))
+			return;
+		used += (size_t)snprintf(list + used, sizeof(list) - used,
+					 "%s%s", used ? ", " : "", *n);
+		if (used >= sizeof(list))
+			break;
+	}
+	usage_error("invalid --test-forbidden-syscall value '%s': expected "
+		    "one of %s", name, list);
+}
+
+/*
+ * Decide whether to confine: --confine or --no-confine if given, else
+ * only when sbxd starts sbx-vmm (--control-fd).
+ */
+static void decide_confine(struct vmm_config *cfg, int confine_flag)
+{
+	cfg->confine = confine_flag >= 0 ? confine_flag : cfg->control_fd >= 0;
+	if (cfg->test_syscall && !cfg->confine)
+		usage_error("--test-forbidden-syscall needs confinement: add "
+			    "--confine or drop --no-confine");
+}
+
 /* Reject flag combinations that cannot work together. */
 static void check_combinations(const struct vmm_config *cfg,
 			       const char *boot_flag)
@@ -195,6 +250,8 @@ static void check_combinations(const struct vmm_config *cfg,
 static bool parse_flags(int argc, char **argv, struct vmm_config *cfg)
 {
 	const char *boot_flag = NULL; /* a flag that --restore replaces */
+	const char *confine_given = NULL;
+	int confine_flag = -1; /* -1: default, 0: --no-confine, 1: --confine */
 	bool id_given = false;
 	int opt;
 
@@ -253,6 +310,30 @@ static bool parse_flags(int argc, char **argv, struct vmm_config *cfg)
 		case OPT_SNAPSHOT_TO:
 			cfg->snapshot_to = optarg;
 			break;
+		case OPT_SNAPSHOT_DIR:
+			if (optarg[0] != '/')
+				usage_error("--snapshot-dir '%s' is not an "
+					    "absolute path; pass one", optarg);
+			cfg->snapshot_dir = optarg;
+			break;
+		case OPT_CONFINE:
+		case OPT_NO_CONFINE:
+			if (confine_given &&
+			    confine_flag != (opt == OPT_CONFINE))
+				usage_error("--confine and --no-confine cannot "
+					    "be combined; pass one");
+			confine_flag = opt == OPT_CONFINE;
+			confine_given = argv[optind - 1];
+			break;
+		case OPT_VMM_USER:
+			if (!optarg[0])
+				usage_error("--vmm-user needs a user name");
+			cfg->vmm_user = optarg;
+			break;
+		case OPT_TEST_SYSCALL:
+			check_test_syscall(optarg);
+			cfg->test_syscall = optarg;
+			break;
 		case OPT_HELP:
 			fputs(usage, stdout);
 			exit(0);
@@ -271,6 +352,7 @@ static bool parse_flags(int argc, char **argv, struct vmm_config *cfg)
 			usage_error("out of memory joining the command");
 	}
 	check_combinations(cfg, boot_flag);
+	decide_confine(cfg, confine_flag);
 	return id_given;
 }
 
@@ -479,6 +561,60 @@ out:
 	return status;
 }
 
+/*
+ * Open --snapshot-dir now: once confined, the VMM may not be able to
+ * reach it by path.
+ */
+static int open_snapshot_dir(struct vmm *vmm)
+{
+	const char *dir = vmm->cfg->snapshot_dir;
+
+	if (!dir)
+		return 0;
+	vmm->snapshot_dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (vmm->snapshot_dir_fd < 0) {
+		vmm_end(vmm, SBX_EXIT_VMM_ERROR, -1, 0,
+			"cannot open --snapshot-dir %s: %s; create the "
+			"directory first", dir, strerror(errno));
+		return SBX_VMM_STATUS_USAGE;
+	}
+	return 0;
+}
+
+/*
+ * Open what snapshots need, then confine the VMM (when cfg->confine) and
+ * make the --test-forbidden-syscall call. The filter kills the process
+ * there unless the call is allowed.
+ */
+static int confine(struct vmm *vmm)
+{
+	const struct vmm_config *cfg = vmm->cfg;
+	char err[512];
+	long result;
+	int ret;
+
+	ret = snap_prepare(vmm, err, sizeof(err));
+	if (ret) {
+		vmm_end(vmm, SBX_EXIT_VMM_ERROR, -1, 0, "%s", err);
+		return SBX_VMM_STATUS_ERROR;
+	}
+	if (!cfg->confine)
+		return 0;
+	ret = confine_apply(vmm, err, sizeof(err));
+	if (ret) {
+		vmm_end(vmm, SBX_EXIT_VMM_ERROR, -1, 0,
+			"failed to confine sbx-vmm: %s", err);
+		return SBX_VMM_STATUS_ERROR;
+	}
+	if (cfg->test_syscall) {
+		filter_test_call(cfg->test_syscall, vmm->vm.kvm_fd,
+				 vmm->vm.vcpu_fd, cfg->control_fd, &result);
+		vmm_log(vmm, "--test-forbidden-syscall %s: the filter allowed "
+			"it; it returned %ld", cfg->test_syscall, result);
+	}
+	return 0;
+}
+
 /* Tell sbxd and the console how the guest ended. */
 static void report_end(struct vmm *vmm)
 {
@@ -502,8 +638,11 @@ int main(int argc, char **argv)
 		.id = "sbx",
 		.args = "",
 		.control_fd = -1,
+		.vmm_user = CONFINE_DEFAULT_USER,
 	};
-	struct vmm vmm = { .cfg = &cfg };
+	struct vmm vmm = { .cfg = &cfg, .snapshot_dir_fd = -1,
+			   .pagemap_fd = -1 };
+	char err[512];
 	char id_buf[SBX_BOOT_ID_MAX];
 	char *guest_path = NULL;
 	bool id_given;
@@ -519,6 +658,15 @@ int main(int argc, char **argv)
 			usage_error("cannot find sbx-agent next to sbx-vmm; pass --guest PATH");
 		cfg.guest_path = guest_path;
 	}
+	if (cfg.confine && confine_begin(&vmm, err, sizeof(err))) {
+		vmm_end(&vmm, SBX_EXIT_VMM_ERROR, -1, 0,
+			"failed to confine sbx-vmm: %s", err);
+		status = SBX_VMM_STATUS_ERROR;
+		goto out_report;
+	}
+	status = open_snapshot_dir(&vmm);
+	if (status)
+		goto out_report;
 	if (setup_signals(&vmm)) {
 		vmm_end(&vmm, SBX_EXIT_VMM_ERROR, -1, 0,
 			"failed to set up signal handling: %s", strerror(errno));
@@ -540,6 +688,9 @@ int main(int argc, char **argv)
 		status = SBX_VMM_STATUS_ERROR;
 		goto out_report;
 	}
+	status = confine(&vmm);
+	if (status)
+		goto out_report;
 	/* Messages that arrived before SIGIO was enabled raised no signal. */
 	ctl_poll(&vmm, 0);
 	vmm_run(&vmm);
@@ -549,6 +700,10 @@ out_report:
 	report_end(&vmm);
 	ctl_free_queue(&vmm);
 	vm_destroy(&vmm.vm);
+	if (vmm.pagemap_fd >= 0)
+		close(vmm.pagemap_fd);
+	if (vmm.snapshot_dir_fd >= 0)
+		close(vmm.snapshot_dir_fd);
 	free((char *)cfg.command);
 	free(guest_path);
 	return status;

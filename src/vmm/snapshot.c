@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -235,14 +234,16 @@ static int mark_file_data(int fd, uint64_t offset, uint64_t size,
  * /proc/self/pagemap. In a private file mapping, every page the guest
  * wrote is one of them.
  */
-static int mark_mapped(const uint8_t *mem, uint64_t size, uint8_t *bitmap)
+static int mark_mapped(const uint8_t *mem, uint64_t size, int pagemap_fd,
+		       uint8_t *bitmap)
 {
 	uint64_t entries[512];
 	uint64_t pages = size / SNAP_PAGE_SIZE;
 	uint64_t first = (uint64_t)(uintptr_t)mem / SNAP_PAGE_SIZE;
-	int fd, ret = 0;
+	int fd = pagemap_fd, ret = 0;
 
-	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	for (uint64_t page = 0; page < pages; page += 512) {
@@ -257,7 +258,8 @@ static int mark_mapped(const uint8_t *mem, uint64_t size, uint8_t *bitmap)
 				mark_pages(bitmap, (page + i) * SNAP_PAGE_SIZE,
 					   (page + i + 1) * SNAP_PAGE_SIZE);
 	}
-	close(fd);
+	if (fd != pagemap_fd)
+		close(fd);
 	return ret;
 }
 
@@ -266,7 +268,7 @@ static int mark_mapped(const uint8_t *mem, uint64_t size, uint8_t *bitmap)
  * others are never read: reading an unallocated memfd page allocates it,
  * and reading a hole of a restored VM's file fills the page cache.
  */
-static uint8_t *find_data_pages(const struct vm *vm, int *err)
+static uint8_t *find_data_pages(const struct vm *vm, int pagemap_fd, int *err)
 {
 	uint64_t pages = vm->mem_size / SNAP_PAGE_SIZE;
 	uint8_t *bitmap = calloc(1, (pages + 7) / 8);
@@ -280,7 +282,7 @@ static uint8_t *find_data_pages(const struct vm *vm, int *err)
 	*err = mark_file_data(vm->mem_fd, vm->mem_offset, vm->mem_size,
 			      bitmap);
 	if (!*err && vm->mem_private)
-		*err = mark_mapped(vm->mem, vm->mem_size, bitmap);
+		*err = mark_mapped(vm->mem, vm->mem_size, pagemap_fd, bitmap);
 	if (*err) {
 		free(bitmap);
 		return NULL;
@@ -293,8 +295,8 @@ static uint8_t *find_data_pages(const struct vm *vm, int *err)
  * the RAM checksum in *crc. Zero pages become holes, which read back as
  * zeros: an idle 16 MiB sbx-agent has about 70 KiB of non-zero pages.
  */
-static int write_ram(int fd, const struct vm *vm, uint64_t offset,
-		     uint32_t *crc)
+static int write_ram(int fd, const struct vm *vm, int pagemap_fd,
+		     uint64_t offset, uint32_t *crc)
 {
 	const uint8_t *mem = vm->mem;
 	uint64_t size = vm->mem_size, run_start = 0, page;
@@ -302,7 +304,7 @@ static int write_ram(int fd, const struct vm *vm, uint64_t offset,
 	uint8_t *candidates;
 	int ret;
 
-	candidates = find_data_pages(vm, &ret);
+	candidates = find_data_pages(vm, pagemap_fd, &ret);
 	if (!candidates)
 		return ret;
 	*crc = 0;
@@ -330,33 +332,109 @@ static int write_ram(int fd, const struct vm *vm, uint64_t offset,
 	return ret;
 }
 
-/* fsync the directory that contains `path`, so the rename is durable. */
-static int sync_parent_dir(const char *path)
-{
-	char *copy = strdup(path);
-	int fd, ret = 0;
+/*
+ * Where a snapshot file goes: its directory, open, and the names of the
+ * file and of its temporary file in it. Working relative to the directory
+ * fd lets a confined VMM write into the --snapshot-dir that it opened
+ * before it gave up root, without searching the directories above it.
+ */
+struct snap_target {
+	int dir_fd;
+	bool dir_owned;			/* opened for this snapshot: close */
+	const char *name;		/* last component of the path */
+	char tmp_name[NAME_MAX + 1];	/* NAME.tmp.PID */
+	char tmp_path[PATH_MAX];	/* PATH.tmp.PID, for messages */
+};
 
-	if (!copy)
-		return -ENOMEM;
-	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
+/* True when `dir` (`len` bytes, no trailing '/') is the --snapshot-dir. */
+static bool is_snapshot_dir(const struct vmm *vmm, const char *dir,
+			    size_t len)
+{
+	const char *own = vmm->cfg->snapshot_dir;
+	size_t own_len;
+
+	if (vmm->snapshot_dir_fd < 0 || !own)
+		return false;
+	own_len = strlen(own);
+	while (own_len > 1 && own[own_len - 1] == '/')
+		own_len--;
+	return own_len == len && !memcmp(own, dir, len);
+}
+
+/* Extra advice for a failure with `ret`, for the end of a message. */
+static const char *access_hint(const struct vmm *vmm, int ret)
+{
+	if (ret != -EACCES || !vmm->cfg->confine)
+		return "";
+	return "; a confined sbx-vmm writes only where its user may: name a "
+	       "file in the --snapshot-dir that it was started with";
+}
+
+static int open_target(const struct vmm *vmm, const char *path,
+		       struct snap_target *t, char *err, size_t err_size)
+{
+	const char *slash = strrchr(path, '/');
+	char dir[PATH_MAX];
+	size_t dir_len;
+	int pid = (int)getpid();
+	int ret;
+
+	t->dir_fd = -1;
+	t->dir_owned = false;
+	t->name = slash ? slash + 1 : path;
+	if (!*t->name) {
+		fail(err, err_size, "failed to snapshot to %s: the path ends "
+		     "with '/'; name a file", path);
+		return -EISDIR;
+	}
+	if (snprintf(t->tmp_path, sizeof(t->tmp_path), "%s.tmp.%d", path,
+		     pid) >= (int)sizeof(t->tmp_path) ||
+	    snprintf(t->tmp_name, sizeof(t->tmp_name), "%s.tmp.%d", t->name,
+		     pid) >= (int)sizeof(t->tmp_name)) {
+		fail(err, err_size,
+		     "failed to snapshot to %s: the path is too long", path);
+		return -ENAMETOOLONG;
+	}
+
+	if (!slash)
+		strcpy(dir, ".");
+	else if (slash == path)
+		strcpy(dir, "/");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	dir_len = strlen(dir);
+	if (is_snapshot_dir(vmm, dir, dir_len)) {
+		t->dir_fd = vmm->snapshot_dir_fd;
+		return 0;
+	}
+	t->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (t->dir_fd < 0) {
 		ret = -errno;
-	else if (fsync(fd))
-		ret = -errno;
-	if (fd >= 0)
-		close(fd);
-	free(copy);
-	return ret;
+		fail(err, err_size, "failed to snapshot to %s: cannot open its "
+		     "directory %s: %s%s", path, dir, strerror(-ret),
+		     access_hint(vmm, ret));
+		return ret;
+	}
+	t->dir_owned = true;
+	return 0;
+}
+
+static void close_target(struct snap_target *t)
+{
+	if (t->dir_owned && t->dir_fd >= 0)
+		close(t->dir_fd);
+	t->dir_fd = -1;
 }
 
 /* Write meta and RAM to the open temporary file and flush it to disk. */
 static int write_file(int fd, uint8_t *meta, struct snap_header *hdr,
-		      const struct vm *vm, const char **step)
+		      const struct vmm *vmm, const char **step)
 {
 	int ret;
 
 	*step = "write the RAM section of";
-	ret = write_ram(fd, vm, hdr->ram_offset, &hdr->ram_crc);
+	ret = write_ram(fd, &vmm->vm, vmm->pagemap_fd, hdr->ram_offset,
+			&hdr->ram_crc);
 	if (ret)
 		return ret;
 	*step = "set the size of";
@@ -377,15 +455,66 @@ static int write_file(int fd, uint8_t *meta, struct snap_header *hdr,
 	return 0;
 }
 
+/*
+ * Write the temporary file in t's directory, then rename it over the
+ * final name. Unlinks the temporary file on failure.
+ */
+static int write_and_rename(struct vmm *vmm, const char *path,
+			    struct snap_target *t, uint8_t *meta,
+			    struct snap_header *hdr, char *err,
+			    size_t err_size)
+{
+	const char *step = "";
+	int fd, ret;
+
+	fd = openat(t->dir_fd, t->tmp_name,
+		    O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+		    0600);
+	if (fd < 0) {
+		ret = -errno;
+		fail(err, err_size, "failed to snapshot: cannot create %s: %s%s",
+		     t->tmp_path, strerror(errno), access_hint(vmm, ret));
+		return ret;
+	}
+	ret = write_file(fd, meta, hdr, vmm, &step);
+	if (ret) {
+		fail(err, err_size, "failed to snapshot: failed to %s %s: %s",
+		     step, t->tmp_path, strerror(-ret));
+		goto err_unlink;
+	}
+	if (close(fd)) {
+		fd = -1;
+		ret = -errno;
+		fail(err, err_size, "failed to snapshot: failed to close %s: %s",
+		     t->tmp_path, strerror(errno));
+		goto err_unlink;
+	}
+	fd = -1;
+	if (renameat(t->dir_fd, t->tmp_name, t->dir_fd, t->name)) {
+		ret = -errno;
+		fail(err, err_size,
+		     "failed to snapshot: failed to rename %s to %s: %s",
+		     t->tmp_path, path, strerror(errno));
+		goto err_unlink;
+	}
+	return 0;
+
+err_unlink:
+	if (fd >= 0)
+		close(fd);
+	unlinkat(t->dir_fd, t->tmp_name, 0);
+	return ret;
+}
+
 int snap_write(struct vmm *vmm, const char *path, char *err,
 	       size_t err_size)
 {
+	struct snap_target target;
 	struct vm_cpu_state cpu;
 	struct snap_header hdr;
 	const char *step = "";
-	char tmp[PATH_MAX];
 	uint8_t *meta;
-	int fd, ret;
+	int ret;
 
 	/* The guest may be inside a port-I/O exit, which KVM finishes only in
 	 * the next KVM_RUN. The registers are not final until then. */
@@ -399,65 +528,48 @@ int snap_write(struct vmm *vmm, const char *path, char *err,
 		     path, step, strerror(-ret));
 		return ret;
 	}
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >=
-	    (int)sizeof(tmp)) {
-		fail(err, err_size,
-		     "failed to snapshot to %s: the path is too long", path);
-		return -ENAMETOOLONG;
-	}
+	ret = open_target(vmm, path, &target, err, err_size);
+	if (ret)
+		return ret;
 	meta = build_meta(vmm, &cpu, &hdr);
 	if (!meta) {
 		fail(err, err_size,
 		     "failed to snapshot to %s: out of memory for %" PRIu64
 		     " bytes of state", path, hdr.ram_offset);
-		return -ENOMEM;
+		ret = -ENOMEM;
+		goto out_close;
 	}
-
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-		  0600);
-	if (fd < 0) {
-		ret = -errno;
-		fail(err, err_size, "failed to snapshot: cannot create %s: %s",
-		     tmp, strerror(errno));
-		goto err_free;
-	}
-	ret = write_file(fd, meta, &hdr, &vmm->vm, &step);
-	if (ret) {
-		fail(err, err_size, "failed to snapshot: failed to %s %s: %s",
-		     step, tmp, strerror(-ret));
-		goto err_unlink;
-	}
-	if (close(fd)) {
-		fd = -1;
-		ret = -errno;
-		fail(err, err_size, "failed to snapshot: failed to close %s: %s",
-		     tmp, strerror(errno));
-		goto err_unlink;
-	}
-	fd = -1;
-	if (rename(tmp, path)) {
-		ret = -errno;
-		fail(err, err_size,
-		     "failed to snapshot: failed to rename %s to %s: %s", tmp,
-		     path, strerror(errno));
-		goto err_unlink;
-	}
+	ret = write_and_rename(vmm, path, &target, meta, &hdr, err,
+			       err_size);
 	free(meta);
-	ret = sync_parent_dir(path);
 	if (ret)
+		goto out_close;
+	/* fsync the directory, so the rename is durable. */
+	if (fsync(target.dir_fd)) {
+		ret = -errno;
 		fail(err, err_size,
 		     "snapshot %s is complete but its directory could not be "
 		     "flushed (fsync): %s; a crash may lose it",
-		     path, strerror(-ret));
+		     path, strerror(errno));
+	}
+out_close:
+	close_target(&target);
 	return ret;
+}
 
-err_unlink:
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
-err_free:
-	free(meta);
-	return ret;
+int snap_prepare(struct vmm *vmm, char *err, size_t err_size)
+{
+	if (!vmm->vm.mem_private || vmm->pagemap_fd >= 0)
+		return 0;
+	vmm->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (vmm->pagemap_fd < 0) {
+		int ret = -errno;
+
+		fail(err, err_size, "failed to open /proc/self/pagemap, which "
+		     "snapshots of a restored VM read: %s", strerror(-ret));
+		return ret;
+	}
+	return 0;
 }
 
 /* ---- reading ---------------------------------------------------------- */

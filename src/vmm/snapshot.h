@@ -90,11 +90,20 @@ struct snap_file {
 /*
  * Save the paused VM to `path`: write `path`.tmp.PID, fsync it, rename it
  * to `path` and fsync the directory, so a crash never leaves a partial
- * file under `path`. Returns 0, or a negative errno with `err` set to a
- * message that names the path and the failed step.
+ * file under `path`. A path directly in the --snapshot-dir is written
+ * through the fd that the VMM opened at start. Returns 0, or a negative
+ * errno with `err` set to a message that names the path and the failed
+ * step.
  */
 int snap_write(struct vmm *vmm, const char *path, char *err,
 	       size_t err_size);
+
+/*
+ * Open, while the VMM may still open any file, what snap_write() needs
+ * later: /proc/self/pagemap for a restored VM, whose written pages it
+ * lists. Returns 0, or a negative errno with `err` set.
+ */
+int snap_prepare(struct vmm *vmm, char *err, size_t err_size);
 
 /*
  * Open `path` and check its header, layout and state checksum (not the

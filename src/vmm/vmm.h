@@ -9,6 +9,7 @@
 
 #include "sbx/guest.h"
 #include "sbxd/vmm_proto.h"
+#include "vmm/confine.h"
 #include "vmm/kvm.h"
 
 #define VMM_CONSOLE_MAX (1u << 20) /* guest WRITE bytes kept per VM */
@@ -27,6 +28,10 @@ struct vmm_config {
 	const char *restore_path; /* --restore: snapshot file to resume */
 	bool verify_ram;	  /* --verify-ram: check the RAM checksum */
 	const char *snapshot_to;  /* standalone --snapshot-to PATH */
+	const char *snapshot_dir; /* --snapshot-dir: absolute, or NULL */
+	bool confine;		  /* confine before the first KVM_RUN */
+	const char *vmm_user;	  /* --vmm-user: the user to become */
+	const char *test_syscall; /* --test-forbidden-syscall, or NULL */
 };
 
 /* One command waiting for, or being run by, the guest. */
@@ -54,6 +59,9 @@ struct vmm_hypercall {
 struct vmm {
 	const struct vmm_config *cfg;
 	struct vm vm;
+	struct confine confine;
+	int snapshot_dir_fd;	/* cfg->snapshot_dir, opened early, or -1 */
+	int pagemap_fd;		/* /proc/self/pagemap, opened early, or -1 */
 	uint64_t start_ns;
 	sigset_t run_mask; /* signal mask while blocked in KVM_RUN or ppoll */
 

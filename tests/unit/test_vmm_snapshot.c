@@ -104,13 +104,25 @@ static char *path_in_dir(const char *name)
 	return p;
 }
 
+/*
+ * Start sbx-vmm --control-fd 3 with `argv`. It is confined, as under sbxd,
+ * and given the test's directory as --snapshot-dir so that it can still
+ * write snapshots there once it runs as the sbx-vmm user.
+ */
 static struct child *start(const char *const *argv)
 {
+	const char *full[16] = { "--snapshot-dir", dir };
 	struct child *c;
+	int n = 2;
 
+	for (; argv && *argv; argv++) {
+		cr_assert_lt(n, 15, "too many flags for start()");
+		full[n++] = *argv;
+	}
+	full[n] = NULL;
 	cr_assert_lt(child_count, VMM_MAX);
 	c = &children[child_count++];
-	c->pid = vmm_spawn_control(argv, &c->sock, &c->err_fd);
+	c->pid = vmm_spawn_control(full, &c->sock, &c->err_fd);
 	return c;
 }
 
