@@ -552,10 +552,6 @@ static int restore(struct vmm *vmm, struct vmm_config *cfg, bool id_given,
 	if (cfg->control_fd >= 0)
 		vmm_log(vmm, "restored snapshot %s in %.2f ms", path,
 			(double)(vmm_now_ns() - vmm->start_ns) / 1e6);
-	/* A guest saved before its READY sends it itself when it gets there. */
-	if (vmm->ready)
-		ctl_send(vmm, SBX_MSG_READY, 0,
-			 (int64_t)(vmm_now_ns() - vmm->start_ns), NULL, 0);
 out:
 	snap_close(&snap);
 	return status;
@@ -691,6 +687,12 @@ int main(int argc, char **argv)
 	status = confine(&vmm);
 	if (status)
 		goto out_report;
+	/* A restored guest that had sent READY before its snapshot does not
+	 * send it again, so tell sbxd now, once the VMM is confined. A guest
+	 * saved before its READY sends it itself when it gets there. */
+	if (cfg.restore_path && vmm.ready)
+		ctl_send(&vmm, SBX_MSG_READY, 0,
+			 (int64_t)(vmm_now_ns() - vmm.start_ns), NULL, 0);
 	/* Messages that arrived before SIGIO was enabled raised no signal. */
 	ctl_poll(&vmm, 0);
 	vmm_run(&vmm);
