@@ -4,6 +4,11 @@
  * tests can drive every end reason of sbx-vmm. Modes: hlt, port,
  * hypercall-outside-ram, hypercall-unknown-op, buffer-outside-ram,
  * emulation, read-outside-ram, flood, ready-then-spin.
+ *
+ * Hostile modes, which report READY and then load the host for as long as
+ * they run: ready-then-hypercall-flood (CLOCK_NS hypercalls without end),
+ * ready-then-write-gigabyte (1 GiB of console output, then it sleeps until
+ * a stop request and exits 0).
  */
 #include "hc.h"
 
@@ -16,6 +21,31 @@ static int args_are(const struct sbx_boot_info *bi, const char *mode)
 
 /* 1 KiB of console output, written over and over by the flood mode. */
 static char flood_line[1024];
+
+/* 64 KiB of console output, written over and over for the gigabyte. */
+static char big_chunk[64 * 1024];
+
+__attribute__((noreturn)) static void hypercall_flood(void)
+{
+	hc_op(SBX_HC_READY, 0, 0, 0);
+	for (;;)
+		hc_clock_ns();
+}
+
+__attribute__((noreturn)) static void write_gigabyte(void)
+{
+	const uint64_t total = 1ull << 30;
+
+	hc_op(SBX_HC_READY, 0, 0, 0);
+	memset(big_chunk, 'g', sizeof(big_chunk));
+	big_chunk[sizeof(big_chunk) - 1] = '\n';
+	for (uint64_t done = 0; done < total; done += sizeof(big_chunk))
+		hc_write(1, big_chunk, sizeof(big_chunk));
+	/* SLEEP_NS returns 1 when a stop request cut it short. */
+	while (hc_op(SBX_HC_SLEEP_NS, 1000000000ull, 0, 0) == 0)
+		;
+	hc_exit(0);
+}
 
 __attribute__((noreturn, section(".text.start"))) void
 _start(const struct sbx_boot_info *bi);
@@ -54,6 +84,10 @@ _start(const struct sbx_boot_info *bi)
 		for (int i = 0; i < 2048; i++)
 			hc_write(1, flood_line, sizeof(flood_line));
 		hc_exit(0);
+	} else if (args_are(bi, "ready-then-hypercall-flood")) {
+		hypercall_flood();
+	} else if (args_are(bi, "ready-then-write-gigabyte")) {
+		write_gigabyte();
 	} else if (args_are(bi, "ready-then-spin")) {
 		/* Never makes another hypercall: only SIGKILL ends it. */
 		hc_op(SBX_HC_READY, 0, 0, 0);
