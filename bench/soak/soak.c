@@ -249,38 +249,55 @@ static void report_error(struct soak_run *run, unsigned long n,
 	pthread_mutex_unlock(&run->print_lock);
 }
 
+/* Copy the string @key of @obj to @out; false when absent or too long. */
+static bool json_copy_str(json_t *obj, const char *key, char *out,
+			  size_t len)
+{
+	json_t *value = json_object_get(obj, key);
+
+	if (!json_is_string(value) || json_string_length(value) >= len)
+		return false;
+	snprintf(out, len, "%s", json_string_value(value));
+	return true;
+}
+
 /*
- * POST the create body; stores the sandbox id on 201. Returns true on
- * success, false after reporting the error.
+ * POST the create body. Returns true on 201, false after reporting the
+ * error. Stores the sandbox id in @id whenever a sandbox exists to be
+ * deleted: on 201, and on a failed start, whose sandbox stays listed as
+ * exited. @id is "" otherwise.
  */
 static bool cycle_create(struct soak_worker *w, unsigned long n, char *id,
 			 size_t id_len)
 {
 	const char *path = "/v1/sandboxes";
 	struct soak_resp resp;
-	json_t *body, *jid;
-	bool ok = false;
+	bool created = false;
+	json_t *body;
 	int ret;
 
+	id[0] = '\0';
 	ret = soak_request(&w->conn, "POST", path, w->run->create_body,
 			   &resp);
-	if (ret || resp.status != 201) {
+	if (ret) {
 		report_error(w->run, n, "POST", path, ret, &resp, NULL);
 		goto free_resp;
 	}
 	body = json_loads(resp.body, 0, NULL);
-	jid = json_object_get(body, "id");
-	if (json_is_string(jid) && json_string_length(jid) < id_len) {
-		snprintf(id, id_len, "%s", json_string_value(jid));
-		ok = true;
+	if (resp.status == 201) {
+		created = json_copy_str(body, "id", id, id_len);
+		if (!created)
+			report_error(w->run, n, "POST", path, 0, &resp,
+				     "expected a string \"id\"");
 	} else {
-		report_error(w->run, n, "POST", path, 0, &resp,
-			     "expected a string \"id\"");
+		json_copy_str(json_object_get(body, "error"), "id", id,
+			      id_len);
+		report_error(w->run, n, "POST", path, 0, &resp, NULL);
 	}
 	json_decref(body);
 free_resp:
 	soak_resp_free(&resp);
-	return ok;
+	return created;
 }
 
 /* Exec "echo soak-N" and check that the output is "soak-N", exit code 0. */
@@ -359,11 +376,11 @@ static void *worker_main(void *arg)
 		n = atomic_fetch_add(&run->next_cycle, 1);
 		if (n >= run->opts->cycles)
 			break;
-		if (cycle_create(w, n, id, sizeof(id))) {
+		if (cycle_create(w, n, id, sizeof(id)))
 			cycle_exec(w, n, id);
-			/* Delete even after a failed exec, to leave nothing. */
+		/* Delete after a failed exec or start too, to leave nothing. */
+		if (id[0])
 			cycle_delete(w, n, id);
-		}
 		done = atomic_fetch_add(&run->done, 1) + 1;
 		if (done % run->opts->progress_every == 0)
 			progress_print(run, done);

@@ -17,6 +17,8 @@
 #include "soak_http.h"
 
 #define BPFFS_SBXD "/sys/fs/bpf/sbxd"
+#define FD_SETTLE_MS 20
+#define FD_SETTLE_TRIES 50
 
 /* Read a small file into @buf as a NUL-terminated string. */
 static int read_text(const char *path, char *buf, size_t len)
@@ -293,6 +295,25 @@ static int count_store(long value, long *out, const char *what)
 	return 0;
 }
 
+/*
+ * Count sbxd's fds until two readings FD_SETTLE_MS apart agree. sbxd shuts
+ * a connection down before it closes its fd, so the EOF that
+ * soak_conn_finish() waits for can come a moment before the close.
+ */
+static long count_fds_settled(pid_t pid)
+{
+	long last = count_fds(pid), now;
+
+	for (int i = 0; i < FD_SETTLE_TRIES && last >= 0; i++) {
+		usleep(FD_SETTLE_MS * 1000);
+		now = count_fds(pid);
+		if (now == last)
+			break;
+		last = now;
+	}
+	return last;
+}
+
 int counts_read(const struct soak_target *t, struct soak_counts *c,
 		int timeout_ms)
 {
@@ -305,24 +326,6 @@ int counts_read(const struct soak_target *t, struct soak_counts *c,
 			(int)t->pid);
 		return -ESRCH;
 	}
-	snprintf(sandboxes_dir, sizeof(sandboxes_dir), "%s/sandboxes",
-		 t->state_dir);
-	ret = count_store(count_fds(t->pid), &c->fds, "sbxd's open fds");
-	if (!ret)
-		ret = count_store(read_rss_kib(t->pid), &c->rss_kib,
-				  "sbxd's VmRSS");
-	if (!ret)
-		ret = count_store(count_children(t->pid), &c->children,
-				  "sbxd's child processes");
-	if (!ret)
-		ret = count_store(count_tree(t->pin_dir), &c->pins,
-				  t->pin_dir);
-	if (!ret)
-		ret = count_store(count_tree(sandboxes_dir), &c->entries,
-				  sandboxes_dir);
-	if (ret)
-		return ret;
-
 	ret = node_get(t->sock_path, timeout_ms, &node);
 	if (ret)
 		return ret;
@@ -338,5 +341,22 @@ int counts_read(const struct soak_target *t, struct soak_counts *c,
 			"\"sandboxes\"\n");
 		return -EPROTO;
 	}
-	return 0;
+
+	snprintf(sandboxes_dir, sizeof(sandboxes_dir), "%s/sandboxes",
+		 t->state_dir);
+	ret = count_store(count_fds_settled(t->pid), &c->fds,
+			  "sbxd's open fds");
+	if (!ret)
+		ret = count_store(read_rss_kib(t->pid), &c->rss_kib,
+				  "sbxd's VmRSS");
+	if (!ret)
+		ret = count_store(count_children(t->pid), &c->children,
+				  "sbxd's child processes");
+	if (!ret)
+		ret = count_store(count_tree(t->pin_dir), &c->pins,
+				  t->pin_dir);
+	if (!ret)
+		ret = count_store(count_tree(sandboxes_dir), &c->entries,
+				  sandboxes_dir);
+	return ret;
 }

@@ -43,8 +43,8 @@ int counts_target_open(struct soak_target *t, const char *state_dir,
 bool counts_target_alive(const struct soak_target *t);
 
 /*
- * Read every count. The /proc and file counts are read before the API
- * request, so the request's own connection is not among the fds.
+ * Read every count. The API request comes first and its connection is
+ * closed before the fds are counted, so it is not among them.
  * Returns 0 or -errno after printing what failed.
  */
 int counts_read(const struct soak_target *t, struct soak_counts *c,
