@@ -25,7 +25,7 @@
 
 #define NORMAL_BODY "{\"memory_mib\":16}"
 #define NORMAL_COUNT 2
-#define EXEC_RUNS 40
+#define EXEC_RUNS 200
 
 /*
  * Bounds for the normal sandboxes while hostile ones run. An exec takes
@@ -219,6 +219,47 @@ static void create_normal(char ids[][64])
 		create(NORMAL_BODY, ids[i], 64);
 }
 
+/* User plus system CPU time of `pid`, in clock ticks. */
+static unsigned long long cpu_ticks(pid_t pid)
+{
+	unsigned long long utime = 0, stime = 0;
+	char path[64], buf[1024], *p;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+	cr_assert_not_null(fgets(buf, sizeof(buf), f), "read %s", path);
+	fclose(f);
+	/* utime and stime are fields 14 and 15, counted from the state
+	 * field (3) after the ")" that ends the command name. */
+	p = strrchr(buf, ')');
+	cr_assert_not_null(p, "%s: no command name", path);
+	cr_assert_eq(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
+			    "%*u %llu %llu", &utime, &stime), 2,
+		     "cannot parse %s", path);
+	return utime + stime;
+}
+
+/*
+ * Wait until `pid` used no CPU for 500 ms, up to `timeout_ms`. Returns
+ * the time waited in ms, or -1 on timeout.
+ */
+static double wait_idle(pid_t pid, int timeout_ms)
+{
+	double start = now_ms();
+	unsigned long long last = cpu_ticks(pid), ticks;
+
+	while (now_ms() - start < timeout_ms) {
+		harness_sleep_ms(500);
+		ticks = cpu_ticks(pid);
+		if (ticks == last)
+			return now_ms() - start;
+		last = ticks;
+	}
+	return -1;
+}
+
 Test(confine, vmms_are_confined)
 {
 	static const char zero[] = "0000000000000000";
@@ -281,6 +322,7 @@ Test(confine, hostile_guests_beside_normal)
 	char state[32];
 	struct stat st;
 	long rss_before;
+	double waited;
 
 	start_sbxd(NULL);
 	create_normal(normal);
@@ -290,6 +332,13 @@ Test(confine, hostile_guests_beside_normal)
 
 	check_exec_latency(normal, NORMAL_COUNT, "hostile guests");
 	check_rss_growth(rss_before, "hostile guests");
+
+	/* The gigabyte guest sleeps once it has written all of it. */
+	waited = wait_idle(vmm_pid(hostile[1]), 120000);
+	cr_assert_geq(waited, 0, "the gigabyte guest still writes after "
+		      "120 s");
+	fprintf(stderr, "gigabyte guest idle %.0f ms after the exec checks\n",
+		waited);
 
 	/* Every hostile guest still runs: none broke its VMM's limits. */
 	for (int i = 0; i < 3; i++)
