@@ -88,7 +88,7 @@ int confine_begin(struct vmm *vmm, char *err, size_t err_size)
 		return ret;
 
 	/* The guest file and /dev/kvm are opened after this, through the
-	 * copied mount table, which sees the same file systems. */
+	 * copied mount table, so the same paths name the same files. */
 	if (unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC))
 		return fail(err, err_size,
 			    "failed to create mount, network and IPC "
@@ -176,7 +176,7 @@ static int lower_limit(int resource, uint64_t value)
 }
 
 /*
- * Limits for a process that holds a few fds, one VM's memory and writes
+ * Limits for a process that keeps a few fds, one VM's memory and writes
  * at most one snapshot file at a time. RLIMIT_NPROC comes later, in
  * start_kvm_workers().
  */
@@ -235,9 +235,10 @@ static int set_limits(struct vmm *vmm, char *err, size_t err_size)
  * at the first KVM_RUN, as a thread of the calling process with its
  * credentials, and that thread counts against RLIMIT_NPROC of the
  * process's user. With several VMMs sharing one user, no small limit
- * leaves room for it, so start it now, as the final user, with a KVM_RUN
- * that runs no guest code; then forbid new processes with RLIMIT_NPROC 0.
- * KVM_RUN would fail with EAGAIN forever if the limit came first.
+ * leaves room for it. So start it now, as the final user, with a KVM_RUN
+ * that runs no guest code, and only then forbid new processes with
+ * RLIMIT_NPROC 0. KVM_RUN fails with EAGAIN forever if the limit comes
+ * first.
  */
 static int start_kvm_workers(struct vmm *vmm, char *err, size_t err_size)
 {

@@ -333,7 +333,7 @@ static int write_ram(int fd, const struct vm *vm, int pagemap_fd,
 }
 
 /*
- * Where a snapshot file goes: its directory, open, and the names of the
+ * Target of a snapshot: its directory, open, and the names of the
  * file and of its temporary file in it. Working relative to the directory
  * fd lets a confined VMM write into the --snapshot-dir that it opened
  * before it gave up root, without searching the directories above it.

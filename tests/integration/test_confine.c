@@ -2,11 +2,11 @@
 /*
  * Confinement under a real sbxd: the VMMs it starts are confined, and
  * hostile sandboxes beside normal ones neither slow the normal ones'
- * execs past a bound nor grow sbxd's memory past one. Hostile means
- * guests that flood hypercalls, write a gigabyte of output or spin
- * without hypercalls, and a VMM taken over by its guest, which the test
- * stands in for with sbx-hostile-vmm: it sends garbage on the control
- * channel. Needs /dev/kvm; the user and namespace checks need root.
+ * execs past a bound nor grow sbxd's memory past one. The hostile guests
+ * flood hypercalls, write a gigabyte of output or spin without
+ * hypercalls. A VMM taken over by its guest is played by sbx-hostile-vmm,
+ * which sends garbage on the control channel. Needs /dev/kvm; the user
+ * and namespace checks need root.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -171,9 +171,9 @@ static int compare_doubles(const void *a, const void *b)
 
 /*
  * Run EXEC_RUNS execs spread over the normal sandboxes and check their
- * latency against the bounds. `what` names the load for messages.
+ * latency against the bounds. `load` names the load for messages.
  */
-static void check_exec_latency(char ids[][64], int count, const char *what)
+static void check_exec_latency(char ids[][64], int count, const char *load)
 {
 	double ms[EXEC_RUNS], start;
 	json_int_t code;
@@ -184,32 +184,32 @@ static void check_exec_latency(char ids[][64], int count, const char *what)
 
 		start = now_ms();
 		cr_assert_eq(sbx_exec(&sbxd, id, "echo hi", &out, &code), 200,
-			     "exec in %s beside %s failed", id, what);
+			     "exec in %s beside %s failed", id, load);
 		ms[i] = now_ms() - start;
 		cr_assert_str_eq(out, "hi", "exec output in %s", id);
 		free(out);
 	}
 	qsort(ms, EXEC_RUNS, sizeof(ms[0]), compare_doubles);
 	fprintf(stderr, "exec beside %s: p50 %.2f ms, p90 %.2f ms, max %.2f "
-		"ms over %d runs\n", what, ms[EXEC_RUNS / 2],
+		"ms over %d runs\n", load, ms[EXEC_RUNS / 2],
 		ms[EXEC_RUNS * 9 / 10], ms[EXEC_RUNS - 1], EXEC_RUNS);
 	cr_assert_lt(ms[EXEC_RUNS / 2], EXEC_P50_MAX_MS,
 		     "exec p50 %.2f ms beside %s, bound %.0f ms",
-		     ms[EXEC_RUNS / 2], what, EXEC_P50_MAX_MS);
+		     ms[EXEC_RUNS / 2], load, EXEC_P50_MAX_MS);
 	cr_assert_lt(ms[EXEC_RUNS - 1], EXEC_MAX_MS,
 		     "slowest exec %.2f ms beside %s, bound %.0f ms",
-		     ms[EXEC_RUNS - 1], what, EXEC_MAX_MS);
+		     ms[EXEC_RUNS - 1], load, EXEC_MAX_MS);
 }
 
-static void check_rss_growth(long before_kib, const char *what)
+static void check_rss_growth(long before_kib, const char *load)
 {
 	long after_kib = rss_kib(sbxd.pid);
 
 	fprintf(stderr, "sbxd RSS beside %s: %ld KiB before, %ld KiB after\n",
-		what, before_kib, after_kib);
+		load, before_kib, after_kib);
 	cr_assert_lt(after_kib - before_kib, SBXD_RSS_GROWTH_MAX_KIB,
 		     "sbxd RSS grew from %ld to %ld KiB beside %s, bound +%d "
-		     "KiB", before_kib, after_kib, what,
+		     "KiB", before_kib, after_kib, load,
 		     SBXD_RSS_GROWTH_MAX_KIB);
 }
 

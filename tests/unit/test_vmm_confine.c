@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Confinement of the real sbx-vmm binary on real KVM: what /proc shows of
- * a confined VMM (user, capabilities, no_new_privs, seccomp, namespaces,
- * rlimits, fds), that echo, counter, pause, snapshot and restore still
- * work confined, and that a system call outside the allow-list kills it
- * with SIGSYS. Needs /dev/kvm; the user and namespace checks need root.
+ * Confinement of the real sbx-vmm binary on real KVM. The tests check
+ * what /proc shows of a confined VMM: user, capabilities, no_new_privs,
+ * seccomp, namespaces, rlimits and fds. They check that echo, counter,
+ * pause, snapshot and restore still work confined, and that a system call
+ * outside the allow-list kills it with SIGSYS. Needs /dev/kvm; the user
+ * and namespace checks need root.
  *
  * No guest can make sbx-vmm call a forbidden system call, so the SIGSYS
  * tests use the test-only flag --test-forbidden-syscall NAME, which makes
@@ -766,8 +767,8 @@ Test(confine, runs_as_pid_1_of_own_namespace)
 	expect_field(c->pid, "Seccomp", "2");
 	exec(c, 1, "echo pid one", "pid one");
 
-	/* As pid 1 it gets only signals it handles: SIGTERM still asks the
-	 * guest to stop. */
+	/* As pid 1 it gets only the signals it handles, and SIGTERM is one:
+	 * it sends the guest a stop request. */
 	cr_assert_eq(kill(c->pid, SIGTERM), 0, "kill: %s", strerror(errno));
 	recv_type(c, &p, SBX_MSG_EXITED);
 	cr_assert_eq(((struct sbx_exit_info *)p.payload)->reason,
