@@ -109,7 +109,7 @@ soak_status=0
 kill -TERM "$SBXD_PID"
 waited=0
 while kill -0 "$SBXD_PID" 2>/dev/null; do
-	# A zombie still answers kill -0, so stop once it is only that.
+	# kill -0 succeeds on a zombie too, so stop once sbxd is one.
 	case $(ps -o stat= -p "$SBXD_PID" 2>/dev/null) in
 	Z*) break ;;
 	esac

@@ -48,7 +48,7 @@ struct soak_run {
 	uint64_t start_ns;
 	uint64_t end_ns;		/* when the last worker finished */
 	atomic_ulong next_cycle;	/* next cycle number to hand out */
-	atomic_ulong done;		/* cycles finished, with or without errors */
+	atomic_ulong done;		/* cycles finished, failed ones too */
 	atomic_ulong errors;
 	pthread_mutex_t print_lock;	/* keeps output lines whole */
 };
@@ -84,38 +84,35 @@ static void on_interrupt(int sig)
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: sbx-soak [FLAGS]\n"
-		"\n"
-		"Runs create, exec and delete cycles against a running sbxd and "
-		"checks that\nits open fds, RSS, child processes, live VMs, BPF "
-		"pins and state dir entries\nreturn to their values from before "
-		"the run. The last output line is\n\"sbx-soak result: key=value "
-		"...\".\n"
-		"\n"
-		"  --state-dir DIR       sbxd's state dir; default /run/sbxd "
-		"as root, else\n"
-		"                        $XDG_RUNTIME_DIR/sbxd\n"
-		"  --socket PATH         API socket; default STATE_DIR/sbxd.sock\n"
-		"  --instance NAME       sbxd's --instance, which names the "
-		"BPF pin dir; default\n"
-		"                        \"default\"\n"
-		"  --cycles N            create/exec/delete cycles; default "
-		"10000\n"
-		"  --concurrency C       cycles in flight at once, 1 to 256; "
-		"default 8\n"
-		"  --memory-mib N        memory_mib of each sandbox; default 16\n"
-		"  --rss-slack-mib N     allowed growth of sbxd's VmRSS, in MiB; "
-		"default 4\n"
-		"  --settle-ms N         how long to wait after the last cycle "
-		"for the counts to\n"
-		"                        return, in ms; default 5000\n"
-		"  --progress-every N    print progress every N cycles; default "
-		"1000\n"
-		"  --help                print this help and exit\n"
-		"\n"
-		"Exit status: 0 no errors and every count back; 1 an error or "
-		"a count that did\nnot return; 2 bad flags or no sbxd to test.\n");
+	fputs("usage: sbx-soak [FLAGS]\n"
+	      "\n"
+	      "Runs create, exec and delete cycles against a running sbxd\n"
+	      "and checks that its open fds, RSS, child processes, live VMs,\n"
+	      "BPF pins and state dir entries return to their values from\n"
+	      "before the run. The last output line is\n"
+	      "\"sbx-soak result: key=value ...\".\n"
+	      "\n"
+	      "  --state-dir DIR     sbxd's state dir; default /run/sbxd as\n"
+	      "                      root, else $XDG_RUNTIME_DIR/sbxd\n"
+	      "  --socket PATH       API socket; default STATE_DIR/sbxd.sock\n"
+	      "  --instance NAME     sbxd's --instance, which names the BPF\n"
+	      "                      pin dir; default \"default\"\n"
+	      "  --cycles N          create/exec/delete cycles; default 10000\n"
+	      "  --concurrency C     cycles in flight at once, 1 to 256;\n"
+	      "                      default 8\n"
+	      "  --memory-mib N      memory_mib of each sandbox; default 16\n"
+	      "  --rss-slack-mib N   allowed growth of sbxd's VmRSS, in MiB;\n"
+	      "                      default 4\n"
+	      "  --settle-ms N       time to wait after the last cycle for\n"
+	      "                      the counts to return, in ms; default\n"
+	      "                      5000\n"
+	      "  --progress-every N  print progress every N cycles; default\n"
+	      "                      1000\n"
+	      "  --help              print this help and exit\n"
+	      "\n"
+	      "Exit status: 0 no errors and every count back; 1 an error or\n"
+	      "a count that did not return; 2 bad flags or no sbxd to test.\n",
+	      out);
 }
 
 static int parse_ulong(const char *flag, const char *text, unsigned long min,
@@ -462,9 +459,9 @@ static void counts_diff(const struct soak_counts *before,
 }
 
 /*
- * Read the counts until they match @before or settle_ms pass, because
- * sbxd closes a connection's fd only after it reads the client's EOF.
- * Leaves the last reading in @after and the names of mismatches in @diff.
+ * Read the counts until they match @before or settle_ms pass, so that
+ * cleanup that sbxd finishes after its last response is not taken for a
+ * leak. Leaves the last reading in @after and the mismatches in @diff.
  */
 static int counts_settle(const struct soak_run *run,
 			 const struct soak_counts *before,
@@ -562,7 +559,8 @@ static int soak_main(const struct soak_opts *opts,
 
 	run.create_body = create_body_new(opts->memory_mib);
 	if (!run.create_body) {
-		fprintf(stderr, "sbx-soak: out of memory\n");
+		fprintf(stderr, "sbx-soak: failed to format the create body: "
+			"out of memory\n");
 		return 2;
 	}
 	pthread_mutex_init(&run.print_lock, NULL);

@@ -50,7 +50,7 @@ static int stat_read(pid_t pid, pid_t *ppid, unsigned long long *start_time)
 	ret = read_text(path, text, sizeof(text));
 	if (ret)
 		return ret;
-	/* comm may contain spaces and ')', so fields start after the last ')'. */
+	/* comm may contain spaces and ')': fields start after the last ')'. */
 	field = strrchr(text, ')');
 	if (!field)
 		return -EINVAL;
@@ -175,7 +175,7 @@ static int read_lock_pid(const char *state_dir, pid_t *pid)
 	}
 	*pid = (pid_t)strtol(text, NULL, 10);
 	if (*pid <= 0) {
-		fprintf(stderr, "sbx-soak: %s holds no pid (\"%s\")\n", path,
+		fprintf(stderr, "sbx-soak: %s contains no pid (\"%s\")\n", path,
 			text);
 		return -EINVAL;
 	}
@@ -284,10 +284,10 @@ bool counts_target_alive(const struct soak_target *t)
 }
 
 /* Store @value in @out, or print what failed and return it. */
-static int count_store(long value, long *out, const char *what)
+static int count_store(long value, long *out, const char *subject)
 {
 	if (value < 0) {
-		fprintf(stderr, "sbx-soak: failed to count %s: %s\n", what,
+		fprintf(stderr, "sbx-soak: failed to count %s: %s\n", subject,
 			strerror((int)-value));
 		return (int)value;
 	}

@@ -63,7 +63,10 @@ static int conn_open(struct soak_conn *c)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
-	/* A unix stream connect completes at once or fails; it never waits. */
+	/*
+	 * A non-blocking unix stream connect completes at once or fails
+	 * (EAGAIN when the listen backlog is full), so it needs no wait.
+	 */
 	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
 		ret = -errno;
 		close(fd);
@@ -227,7 +230,7 @@ static int read_response(int fd, struct soak_resp *resp, int64_t deadline)
 			return st.error;
 		if (HTTP_PARSER_ERRNO(&parser) != HPE_OK)
 			return -EPROTO;
-		/* EOF: a body without a length ends here, any other is cut. */
+		/* At EOF a body without a length ends, any other is cut. */
 		if (n == 0)
 			return st.complete ? 0 : -ECONNRESET;
 		if (st.complete && used != (size_t)n)
@@ -289,7 +292,7 @@ int soak_request(struct soak_conn *c, const char *method, const char *path,
 			goto close_conn;
 		}
 	}
-	/* Wait for the server's close, as a fd count may follow. */
+	/* Wait for the server's close: a count of its fds may follow. */
 	if (!resp->keep_alive)
 		soak_conn_finish(c);
 	free(req);

@@ -15,7 +15,7 @@ struct soak_resp {
 	int status;
 	char *body;		/* NUL-terminated, "" when empty; free() it */
 	size_t body_len;
-	bool keep_alive;	/* false: the server closes after this response */
+	bool keep_alive;	/* false when the server closes after it */
 };
 
 struct soak_conn {

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
  * Crash tests: SIGKILL sbxd mid-start, mid-drain and mid-snapshot, 20
- * times each. After every kill, no VMM may survive, no snapshot may sit
- * under its final name unless it restores, and the next sbxd on the same
- * state dir must report the unclean shutdown, clear the leftovers (sandbox
- * dirs, BPF pins) and serve. The sbxds form a chain: the one started to
+ * times each. After every kill, no VMM may survive, and no snapshot may
+ * sit under its final name unless it restores. The next sbxd on the same
+ * state dir must report the unclean shutdown, clear the leftovers
+ * (sandbox dirs, BPF pins) and serve. The sbxds form a chain: the one started to
  * check a crash is the victim of the next iteration. The last one must
  * drain cleanly and exit 0.
  */
@@ -86,11 +86,11 @@ static bool node_uses_bpf(struct sbxd_proc *p)
 	return bpf;
 }
 
-static void fail_with_log(struct sbxd_proc *p, const char *what)
+static void fail_with_log(struct sbxd_proc *p, const char *message)
 {
 	char *tail = sbxd_log_tail(p, 3000);
 
-	cr_assert_fail("%s; sbxd log:\n%s", what, tail ? tail : "");
+	cr_assert_fail("%s; sbxd log:\n%s", message, tail ? tail : "");
 }
 
 static void create_live(struct crash_run *run, const char *body)
@@ -216,10 +216,10 @@ static void census_take(const char *dir, struct file_census *c)
 
 /*
  * Restore @path in a standalone sbx-vmm and run "echo ok". Returns true
- * when it printed the line "ok" and exited 0. @why gets the exit status
+ * when it printed the line "ok" and exited 0. @detail gets the exit status
  * and the output for a failure message.
  */
-static bool snapshot_restores(const char *path, char *why, size_t why_len)
+static bool snapshot_restores(const char *path, char *detail, size_t detail_len)
 {
 	char bin[PATH_MAX], out[512] = "";
 	int64_t deadline = harness_now_ms() + RESTORE_BOUND_MS;
@@ -261,7 +261,7 @@ static bool snapshot_restores(const char *path, char *why, size_t why_len)
 		}
 		harness_sleep_ms(5);
 	}
-	snprintf(why, why_len, "exit status 0x%x, output \"%s\"", status, out);
+	snprintf(detail, detail_len, "exit status 0x%x, output \"%s\"", status, out);
 	/* stderr shares the pipe, so look for "ok" as a line of its own. */
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
 	       (strncmp(out, "ok\n", 3) == 0 || strstr(out, "\nok\n"));
@@ -270,7 +270,7 @@ static bool snapshot_restores(const char *path, char *why, size_t why_len)
 struct restore_check {
 	int checked;
 	char failed[PATH_MAX];
-	char why[600];
+	char detail[600];
 };
 
 static void check_final_file(const char *path, const char *name, void *arg)
@@ -280,7 +280,7 @@ static void check_final_file(const char *path, const char *name, void *arg)
 	if (is_partial_name(name) || is_state_file(name) || rc->failed[0])
 		return;
 	rc->checked++;
-	if (!snapshot_restores(path, rc->why, sizeof(rc->why)))
+	if (!snapshot_restores(path, rc->detail, sizeof(rc->detail)))
 		snprintf(rc->failed, sizeof(rc->failed), "%s", path);
 }
 
@@ -293,7 +293,7 @@ static void assert_snapshots_restore(struct crash_run *run,
 	walk_files(p->state_dir, check_final_file, &rc);
 	run->restored += rc.checked;
 	cr_assert(!rc.failed[0], "%s: %s is under a final snapshot name but "
-		  "does not restore: %s", when, rc.failed, rc.why);
+		  "does not restore: %s", when, rc.failed, rc.detail);
 }
 
 /* Read the drain_state map pinned for the instance. */
@@ -525,8 +525,8 @@ static int exec_touch(struct crash_run *run, json_int_t *code)
 }
 
 /*
- * Write guest memory. A sandbox that a snapshot left paused answers 409
- * to the exec, so resume it then and try again.
+ * Write guest memory. An exec in a sandbox that a snapshot left paused
+ * gets 409, so resume the sandbox then and try again.
  */
 static void touch_memory(struct crash_run *run, int iteration)
 {

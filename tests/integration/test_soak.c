@@ -344,7 +344,7 @@ Test(soak, removed_sandbox_fails_soak, .timeout = 150)
 	/* The sandbox's directory and its console.log. */
 	cr_assert_eq(result_long(child.out, "entries_before") -
 			     result_long(child.out, "entries_after"), 2);
-	/* sbxd holds a pidfd and a control socket per VMM. */
+	/* sbxd keeps a pidfd and a control socket open per VMM. */
 	cr_assert_eq(result_long(child.out, "fds_before") -
 			     result_long(child.out, "fds_after"), 2,
 		     "output:\n%s", child.out);
