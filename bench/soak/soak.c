@@ -526,13 +526,14 @@ static void result_print(const struct soak_run *run, bool ok,
 	       "live_vms_before=%ld live_vms_after=%ld "
 	       "sandboxes_before=%ld sandboxes_after=%ld "
 	       "pins_before=%ld pins_after=%ld "
-	       "entries_before=%ld entries_after=%ld mismatch=%s\n",
+	       "entries_before=%ld entries_after=%ld mismatch=%s "
+	       "interrupted=%d\n",
 	       ok, done, atomic_load(&run->errors), secs,
 	       secs > 0 ? (double)done / secs : 0.0, b->fds, a->fds,
 	       b->rss_kib, a->rss_kib, (long)run->opts->rss_slack_mib * 1024,
 	       b->children, a->children, b->live_vms, a->live_vms,
 	       b->sandboxes, a->sandboxes, b->pins, a->pins, b->entries,
-	       a->entries, diff[0] ? diff : "none");
+	       a->entries, diff[0] ? diff : "none", interrupted ? 1 : 0);
 	fflush(stdout);
 }
 
