@@ -272,12 +272,14 @@ def build_results(args):
 
     wrk_sbxd = parse_wrk(os.path.join(raw, "wrk-sbxd.txt"))
     wrk_nginx = parse_wrk(os.path.join(raw, "wrk-nginx.txt"))
+    wrk_healthz = parse_wrk(os.path.join(raw, "wrk-sbxd-healthz.txt"))
     body_bytes = int(open(os.path.join(raw, "api-body-bytes.txt")).read())
     api_ratio = wrk_sbxd["requests_per_s"] / wrk_nginx["requests_per_s"]
     scen["api"] = {
         "what": "wrk -t1 -c8, keep-alive, GET /v1/node over TCP loopback; "
                 "nginx (1 worker) serves the same body as a static file",
         "body_bytes": body_bytes, "sbxd": wrk_sbxd, "nginx": wrk_nginx,
+        "sbxd_healthz": wrk_healthz,
         "ratio": round(api_ratio, 3),
         **target(api_ratio >= 1.0 and wrk_sbxd["non_2xx"] == 0,
                  ">= 1.0x nginx requests/s", quick),
@@ -501,6 +503,8 @@ def tables(res):
         "| server | requests/s | p50 | p90 | p99 |", "|---|---|---|---|---|",
         f"| sbxd GET /v1/node | {ap['sbxd']['requests_per_s']:.0f} | {lat_cells(ap['sbxd'])} |",
         f"| nginx static file | {ap['nginx']['requests_per_s']:.0f} | {lat_cells(ap['nginx'])} |",
+        f"| sbxd GET /healthz (reference, not the target) | "
+        f"{ap['sbxd_healthz']['requests_per_s']:.0f} | {lat_cells(ap['sbxd_healthz'])} |",
         "", f"Body: {ap['body_bytes']} bytes. Ratio sbxd/nginx: {ap['ratio']}x.",
     ])
     return out

@@ -228,6 +228,8 @@ NGINX
 	done
 	$wrk "http://127.0.0.1:$API_PORT/v1/node" >"$RAW/wrk-sbxd.txt"
 	$wrk "http://127.0.0.1:$nginx_port/v1/node" >"$RAW/wrk-nginx.txt"
+	# A reference without the per-request work of /v1/node.
+	$wrk "http://127.0.0.1:$API_PORT/healthz" >"$RAW/wrk-sbxd-healthz.txt"
 	wc -c <"$nginx_dir/www/v1/node" >"$RAW/api-body-bytes.txt"
 	kill -TERM "$nginx_pid"
 	wait "$nginx_pid" || true
