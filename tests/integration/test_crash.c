@@ -595,6 +595,11 @@ Test(crash, kill_mid_snapshot, .timeout = 240)
 	assert_snapshots_restore(&run, run.victim, "after a snapshot");
 	cr_assert_gt(run.restored, 0, "a snapshot returned %d but no "
 		     "snapshot file is in %s", status, run.victim->state_dir);
+	/*
+	 * Each iteration saves a sandbox that has no snapshot yet, so a
+	 * default file name that must not be overwritten cannot clash.
+	 */
+	create_live(&run, SNAP_MEMORY_BODY);
 
 	for (int i = 0; i < ITERATIONS; i++) {
 		touch_memory(&run, i);
