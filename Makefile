@@ -11,7 +11,7 @@ BUILD := build-san
 CMAKE_FLAGS += -DSBX_SANITIZE=ON
 endif
 
-.PHONY: all deps build run demo test bench clean
+.PHONY: all deps build run demo test bench soak fuzz clean
 
 all: build
 
@@ -34,5 +34,11 @@ test: build
 bench: build
 	./scripts/bench.sh $(BUILD) $(if $(filter 1,$(QUICK)),--quick,)
 
+soak: build
+	./scripts/soak.sh $(BUILD) $(if $(CYCLES),--cycles $(CYCLES),)
+
+fuzz: deps
+	./scripts/fuzz.sh $(if $(SECONDS),--seconds $(SECONDS),)
+
 clean:
-	rm -rf build build-san build-clang
+	rm -rf build build-san build-clang build-fuzz
