@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* Routes of the sbxd HTTP API and the JSON of their bodies. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,11 +11,13 @@
 
 #include "sbx/guest.h"
 #include "sbxd/api.h"
+#include "sbxd/drained.h"
 #include "sbxd/guest.h"
 #include "sbxd/log.h"
 #include "sbxd/metrics.h"
 #include "sbxd/probes.h"
 #include "sbxd/sbxd.h"
+#include "sbxd/snapctl.h"
 
 #define EXEC_COMMAND_MAX (SBX_MSG_PAYLOAD_MAX - 1)
 #define EXEC_TIMEOUT_MAX_MS (24ull * 3600 * 1000)
@@ -142,7 +145,9 @@ static json_t *parse_object(const char *body, size_t len, char *err,
 
 	if (len == 0)
 		return json_object();
-	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	/* JSON_DECODE_ANY, so that "null" gets the message below too. */
+	root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
+			  &jerr);
 	if (!root) {
 		enum json_error_code code = json_error_code(&jerr);
 
@@ -345,8 +350,40 @@ static int decode_create_field(const char *key, json_t *value,
 			return -EINVAL;
 		json_decref(p->metadata);
 		p->metadata = json_incref(value);
+	} else if (strcmp(key, "snapshot") == 0) {
+		if (get_string(key, value, PATH_MAX - 1, &text, err, errlen))
+			return -EINVAL;
+		if (text[0] != '/') {
+			snprintf(err, errlen, "snapshot must be an absolute "
+				 "path, got \"%.256s\"", text);
+			return -EINVAL;
+		}
+		strcpy(p->snapshot, text);
 	} else {
 		return -ENOENT;
+	}
+	return 0;
+}
+
+/*
+ * A snapshot file sets the guest, its memory, arguments and options, so a
+ * restore takes none of those fields. Returns 0 or -EINVAL naming one.
+ */
+static int check_restore_fields(json_t *root, char *err, size_t errlen)
+{
+	static const char *const set_by_file[] = {
+		"vcpus", "memory_mib", "guest", "args", "boot_delay_ms",
+		"ignore_stop",
+	};
+
+	for (size_t i = 0; i < sizeof(set_by_file) / sizeof(*set_by_file);
+	     i++) {
+		if (!json_object_get(root, set_by_file[i]))
+			continue;
+		snprintf(err, errlen, "%s cannot be combined with snapshot: "
+			 "the snapshot file sets it; send only snapshot and "
+			 "metadata", set_by_file[i]);
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -401,9 +438,18 @@ int api_decode_create(const char *body, size_t len, const char *default_guest,
 	ret = report_unknown(unknown, err, errlen);
 	if (ret)
 		goto err_free;
-	ret = check_memory_fits(params, err, errlen);
-	if (ret)
-		goto err_free;
+	if (params->snapshot[0]) {
+		ret = check_restore_fields(root, err, errlen);
+		if (ret)
+			goto err_free;
+		/* Unknown until the file's header is read. */
+		params->guest[0] = '\0';
+		params->memory_mib = 0;
+	} else {
+		ret = check_memory_fits(params, err, errlen);
+		if (ret)
+			goto err_free;
+	}
 	if (!params->metadata)
 		params->metadata = json_object();
 	json_decref(root);
@@ -443,6 +489,9 @@ int api_decode_exec(const char *body, size_t len, struct exec_params *params,
 	}
 	if (report_unknown(unknown, err, errlen))
 		goto err_free;
+	/* Guests read the command word from the first byte. */
+	while (command && (*command == ' ' || *command == '\t'))
+		command++;
 	if (!command || !command[0]) {
 		snprintf(err, errlen, "command is missing or empty; send "
 			 "{\"command\":\"echo hi\"}");
@@ -490,6 +539,72 @@ int api_decode_grace(const char *body, size_t len, uint64_t default_ms,
 err_free:
 	json_decref(root);
 	return -EINVAL;
+}
+
+int api_decode_snapshot(const char *body, size_t len,
+			struct snapshot_params *params, char *err,
+			size_t errlen)
+{
+	char unknown[512] = "";
+	const char *path;
+	const char *key;
+	json_t *value;
+	json_t *root;
+
+	memset(params, 0, sizeof(*params));
+	root = parse_object(body, len, err, errlen);
+	if (!root)
+		return -EINVAL;
+	json_object_foreach(root, key, value) {
+		if (strcmp(key, "path") == 0) {
+			if (json_is_null(value))
+				continue;
+			if (get_string(key, value, PATH_MAX - 1, &path, err,
+				       errlen))
+				goto err_free;
+			if (path[0] != '/') {
+				snprintf(err, errlen, "path must be an "
+					 "absolute path, got \"%.256s\"",
+					 path);
+				goto err_free;
+			}
+			strcpy(params->path, path);
+		} else if (strcmp(key, "overwrite") == 0) {
+			if (!json_is_boolean(value)) {
+				snprintf(err, errlen, "overwrite must be a "
+					 "boolean, got %s",
+					 json_type_name(value));
+				goto err_free;
+			}
+			params->overwrite = json_is_true(value);
+		} else {
+			note_unknown(unknown, sizeof(unknown), key);
+		}
+	}
+	if (report_unknown(unknown, err, errlen))
+		goto err_free;
+	json_decref(root);
+	return 0;
+
+err_free:
+	json_decref(root);
+	return -EINVAL;
+}
+
+int api_decode_empty(const char *body, size_t len, char *err, size_t errlen)
+{
+	char unknown[512] = "";
+	const char *key;
+	json_t *value;
+	json_t *root;
+
+	root = parse_object(body, len, err, errlen);
+	if (!root)
+		return -EINVAL;
+	json_object_foreach(root, key, value)
+		note_unknown(unknown, sizeof(unknown), key);
+	json_decref(root);
+	return report_unknown(unknown, err, errlen);
 }
 
 static void handle_health(struct sbxd *d, struct conn *c)
@@ -550,9 +665,17 @@ static void handle_node(struct sbxd *d, struct conn *c)
 			   "version", SBXD_VERSION));
 }
 
-static void handle_force_stop(struct sbxd *d, struct conn *c)
+static void handle_force_stop(struct sbxd *d, struct conn *c,
+			      struct http_request *req)
 {
+	char err[512];
 	int ret;
+
+	if (api_decode_empty(req->body.data, req->body.len, err,
+			     sizeof(err))) {
+		api_error(d, c, 400, "invalid", NULL, "%s", err);
+		return;
+	}
 
 	/*
 	 * Take the targets before the forced phase starts, because that
@@ -565,6 +688,19 @@ static void handle_force_stop(struct sbxd *d, struct conn *c)
 			  "failed to start the force-stop: %s", strerror(-ret));
 	if (d->drain.state != SBXD_SERVING)
 		drain_force(d, "force-stop request");
+}
+
+static void handle_restore_drained(struct sbxd *d, struct conn *c,
+				   struct http_request *req)
+{
+	char err[512];
+
+	if (api_decode_empty(req->body.data, req->body.len, err,
+			     sizeof(err))) {
+		api_error(d, c, 400, "invalid", NULL, "%s", err);
+		return;
+	}
+	drained_restore(d, c);
 }
 
 static void handle_list(struct sbxd *d, struct conn *c)
@@ -588,6 +724,48 @@ static bool require_length(struct sbxd *d, struct conn *c,
 	return false;
 }
 
+/*
+ * Check a restore's file before admission: missing files, directories
+ * and other non-files get 400 here, the rest is for sbx-vmm to judge. The
+ * header's RAM size, if it reads as one, is the sandbox's memory_mib.
+ */
+static int check_snapshot_file(struct sandbox_params *p, char *err,
+			       size_t errlen)
+{
+	unsigned char header[48];
+	uint64_t mem_size;
+	struct stat st;
+	int fd;
+
+	if (stat(p->snapshot, &st) < 0) {
+		snprintf(err, errlen, "snapshot %.256s cannot be used: %s",
+			 p->snapshot, strerror(errno));
+		return -EINVAL;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "snapshot %.256s is a directory, not a "
+			 "snapshot file", p->snapshot);
+		return -EINVAL;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "snapshot %.256s is not a regular file",
+			 p->snapshot);
+		return -EINVAL;
+	}
+	/* Layout: docs/snapshot-format.md; mem_size is at offset 40. */
+	fd = open(p->snapshot, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return 0;
+	if (pread(fd, header, sizeof(header), 0) == (ssize_t)sizeof(header) &&
+	    memcmp(header, "SBX-SNAP", 8) == 0) {
+		memcpy(&mem_size, header + 40, sizeof(mem_size));
+		if (mem_size % (1u << 20) == 0 && mem_size <= (4096ull << 20))
+			p->memory_mib = (unsigned int)(mem_size >> 20);
+	}
+	close(fd);
+	return 0;
+}
+
 static void handle_create(struct sbxd *d, struct conn *c,
 			  struct http_request *req)
 {
@@ -604,12 +782,18 @@ static void handle_create(struct sbxd *d, struct conn *c,
 		return;
 	}
 
+	if (params.snapshot[0] &&
+	    check_snapshot_file(&params, err, sizeof(err))) {
+		api_error(d, c, 400, "invalid", NULL, "%s", err);
+		goto err_params;
+	}
+
 	used = d->sandboxes.live + d->sandboxes.starting;
 	if (d->drain.state == SBXD_SERVING && used >= d->cfg.max_sandboxes) {
 		api_error(d, c, 429, "at_capacity", NULL,
-			  "at capacity: %u sandboxes are live or starting, the "
-			  "maximum set by --max-sandboxes; stop or delete one "
-			  "first", used);
+			  "at capacity: %u %s live or starting, the maximum "
+			  "set by --max-sandboxes; stop or delete one first",
+			  used, used == 1 ? "sandbox is" : "sandboxes are");
 		goto err_params;
 	}
 	ret = gate_enter(&d->gate);
@@ -653,7 +837,15 @@ static void handle_exec(struct sbxd *d, struct conn *c, struct sandbox *sb,
 		api_error(d, c, 400, "invalid", NULL, "%s", err);
 		return;
 	}
-	if (sb->state != SANDBOX_RUNNING) {
+	if (sb->state == SANDBOX_PAUSED || sb->op.kind == SANDBOX_OP_PAUSE ||
+	    (sb->state == SANDBOX_CHECKPOINTING && sb->op.was_paused)) {
+		api_error(d, c, 409, "paused", NULL,
+			  "sandbox %s is paused; resume it first (POST "
+			  "/v1/sandboxes/%s/resume)", sb->id, sb->id);
+		goto out;
+	}
+	if (sb->state != SANDBOX_RUNNING &&
+	    sb->state != SANDBOX_CHECKPOINTING) {
 		api_error(d, c, 409, "wrong_state", NULL,
 			  "sandbox %s is %s; exec needs a running sandbox",
 			  sb->id, sandbox_state_name(sb->state));
@@ -682,11 +874,17 @@ static void handle_stop(struct sbxd *d, struct conn *c, struct sandbox *sb,
 		return;
 	}
 	if (sb->state == SANDBOX_STARTING || sb->state == SANDBOX_EXITED) {
-		api_error(d, c, 409, "wrong_state", NULL,
-			  "sandbox %s is %s; stop needs a running sandbox%s",
-			  sb->id, sandbox_state_name(sb->state),
-			  sb->state == SANDBOX_STARTING ?
-			  " (DELETE kills a starting one)" : "");
+		if (sb->state == SANDBOX_STARTING)
+			api_error(d, c, 409, "wrong_state", NULL,
+				  "sandbox %s is starting; stop needs a "
+				  "running sandbox. To end a starting one, "
+				  "kill it: sbxctl kill %s (DELETE "
+				  "/v1/sandboxes/%s)", sb->id, sb->id, sb->id);
+		else
+			api_error(d, c, 409, "wrong_state", NULL,
+				  "sandbox %s is %s; stop needs a running "
+				  "sandbox", sb->id,
+				  sandbox_state_name(sb->state));
 		return;
 	}
 	ret = sandbox_stop(d, sb, grace_ms, c);
@@ -706,19 +904,44 @@ static void handle_delete(struct sbxd *d, struct conn *c, struct sandbox *sb)
 			  strerror(-ret));
 }
 
-static void handle_unsupported(struct sbxd *d, struct conn *c,
-			       const char *action)
+static void handle_snapshot(struct sbxd *d, struct conn *c,
+			    struct sandbox *sb, struct http_request *req)
 {
-	bool blocked = strcmp(action, "resume") == 0 ||
-		       strcmp(action, "checkpoint") == 0;
+	struct snapshot_params params;
+	char err[512];
 
-	if (blocked && d->drain.state != SBXD_SERVING) {
+	if (api_decode_snapshot(req->body.data, req->body.len, &params, err,
+				sizeof(err))) {
+		api_error(d, c, 400, "invalid", NULL, "%s", err);
+		return;
+	}
+	snapctl_snapshot(d, c, sb, &params);
+}
+
+/* pause, resume and checkpoint take an empty body or {}. */
+static void handle_control(struct sbxd *d, struct conn *c,
+			   struct sandbox *sb, struct http_request *req,
+			   const char *action)
+{
+	char err[512];
+
+	if (api_decode_empty(req->body.data, req->body.len, err,
+			     sizeof(err))) {
+		api_error(d, c, 400, "invalid", NULL, "%s", err);
+		return;
+	}
+	/* Resume and checkpoint would let work in while the node drains. */
+	if (strcmp(action, "pause") != 0 && d->drain.state != SBXD_SERVING) {
 		api_error(d, c, 503, "draining", RETRY_AFTER,
 			  "sbxd is draining and admits no %s", action);
 		return;
 	}
-	api_error(d, c, 501, "not_implemented", NULL,
-		  "%s is not implemented yet", action);
+	if (strcmp(action, "pause") == 0)
+		snapctl_pause(d, c, sb);
+	else if (strcmp(action, "resume") == 0)
+		snapctl_resume(d, c, sb);
+	else
+		snapctl_checkpoint(d, c, sb);
 }
 
 static bool method_is(struct sbxd *d, struct conn *c,
@@ -790,8 +1013,10 @@ static void route_sandbox(struct sbxd *d, struct conn *c,
 		handle_exec(d, c, sb, req);
 	else if (strcmp(action, "stop") == 0)
 		handle_stop(d, c, sb, req);
+	else if (strcmp(action, "snapshot") == 0)
+		handle_snapshot(d, c, sb, req);
 	else
-		handle_unsupported(d, c, action);
+		handle_control(d, c, sb, req, action);
 }
 
 void api_handle(struct sbxd *d, struct conn *c, struct http_request *req)
@@ -818,7 +1043,10 @@ void api_handle(struct sbxd *d, struct conn *c, struct http_request *req)
 			handle_node(d, c);
 	} else if (strcmp(path, "/v1/node/force-stop") == 0) {
 		if (method_is(d, c, req, "POST"))
-			handle_force_stop(d, c);
+			handle_force_stop(d, c, req);
+	} else if (strcmp(path, "/v1/node/restore-drained") == 0) {
+		if (method_is(d, c, req, "POST"))
+			handle_restore_drained(d, c, req);
 	} else if (strcmp(path, "/v1/sandboxes") == 0) {
 		if (!method_is(d, c, req, "GET, POST"))
 			return;

@@ -9,6 +9,7 @@
 
 #include "sbxd/http.h"
 #include "sbxd/sandbox.h"
+#include "sbxd/snapctl.h"
 
 struct sbxd;
 struct conn;
@@ -33,6 +34,12 @@ int api_decode_exec(const char *body, size_t len, struct exec_params *params,
 		    char *err, size_t errlen);
 int api_decode_grace(const char *body, size_t len, uint64_t default_ms,
 		     uint64_t *grace_ms, char *err, size_t errlen);
+/* {"path": absolute path or null, "overwrite": bool}; both optional. */
+int api_decode_snapshot(const char *body, size_t len,
+			struct snapshot_params *params, char *err,
+			size_t errlen);
+/* A body that must be empty or an object without fields. */
+int api_decode_empty(const char *body, size_t len, char *err, size_t errlen);
 
 /* Send {"error":{"code":...,"message":...}}. */
 void api_error(struct sbxd *d, struct conn *c, int status, const char *code,

@@ -18,7 +18,8 @@ enum option_kind {
 	OPT_UINT,
 	OPT_PATH,
 	OPT_INSTANCE,
-	OPT_FLAG,
+	OPT_FLAG,		/* bool at offset: 1, true, 0, false or "" */
+	OPT_POLICY,
 	OPT_GATE,
 	OPT_LOG_LEVEL,
 	OPT_LISTEN,
@@ -59,7 +60,17 @@ static const struct option_spec options[] = {
 	  FIELD(force_timeout_ms), 0, UINT64_MAX,
 	  "bound on the forced drain phase; default 30s" },
 	{ "--force-stop", "FORCE_STOP", NULL, OPT_FLAG, FIELD(force_stop), 0, 0,
-	  "skip the graceful drain phase (environment: FORCE_STOP=1)" },
+	  "skip the graceful drain phase; the same as --drain-policy kill" },
+	{ "--drain-policy", "SHUTDOWN_DRAIN_POLICY", "wait|checkpoint|kill",
+	  OPT_POLICY, FIELD(drain_policy), 0, 0,
+	  "what the drain does with live sandboxes: wait for them to end, "
+	  "checkpoint them to STATE_DIR/drained/ and list them in "
+	  "STATE_DIR/drained.json, or kill them (the forced phase at once); "
+	  "default wait" },
+	{ "--restore-drained", "SBXD_RESTORE_DRAINED", NULL, OPT_FLAG,
+	  FIELD(restore_drained), 0, 0,
+	  "at start, restore every sandbox listed in STATE_DIR/drained.json "
+	  "under its old id" },
 	{ "--drain-poll", "SBXD_DRAIN_POLL", "DUR", OPT_DURATION,
 	  FIELD(drain_poll_ms), 1, UINT64_MAX,
 	  "period of the drain waiter; default 10ms" },
@@ -110,6 +121,29 @@ void config_init(struct config *cfg)
 	cfg->idle_timeout_ms = 60000;
 	cfg->max_requests = 1000;
 	cfg->log_level = LOG_LEVEL_INFO;
+}
+
+int config_parse_drain_policy(const char *text, enum drain_policy *out)
+{
+	if (strcmp(text, "wait") == 0)
+		*out = DRAIN_POLICY_WAIT;
+	else if (strcmp(text, "checkpoint") == 0)
+		*out = DRAIN_POLICY_CHECKPOINT;
+	else if (strcmp(text, "kill") == 0)
+		*out = DRAIN_POLICY_KILL;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+const char *config_drain_policy_name(enum drain_policy policy)
+{
+	switch (policy) {
+	case DRAIN_POLICY_WAIT: return "wait";
+	case DRAIN_POLICY_CHECKPOINT: return "checkpoint";
+	case DRAIN_POLICY_KILL: return "kill";
+	}
+	return "unknown";
 }
 
 int config_parse_duration(const char *text, uint64_t *ms)
@@ -382,14 +416,22 @@ static int apply_option(struct config *cfg, const struct option_spec *opt,
 		return 0;
 	case OPT_FLAG:
 		if (strcmp(value, "1") == 0 || strcmp(value, "true") == 0) {
-			cfg->force_stop = true;
+			*(bool *)(base + opt->offset) = true;
 		} else if (strcmp(value, "0") == 0 ||
 			   strcmp(value, "false") == 0 || value[0] == '\0') {
-			cfg->force_stop = false;
+			*(bool *)(base + opt->offset) = false;
 		} else {
 			snprintf(err, errlen,
 				 "invalid value \"%s\" for %s: expected 1 or 0",
 				 value, name);
+			return -EINVAL;
+		}
+		return 0;
+	case OPT_POLICY:
+		if (config_parse_drain_policy(value, &cfg->drain_policy)) {
+			snprintf(err, errlen,
+				 "invalid value \"%s\" for %s: expected wait, "
+				 "checkpoint or kill", value, name);
 			return -EINVAL;
 		}
 		return 0;
@@ -651,6 +693,38 @@ too_long:
 	return -ENAMETOOLONG;
 }
 
+#define HELP_WIDTH 80
+#define HELP_INDENT 31	/* "  " + 28 columns for the flag + " " */
+
+/*
+ * Print text from column HELP_INDENT, wrapped at HELP_WIDTH columns; the
+ * first line continues the caller's output. A word longer than a line is
+ * printed whole.
+ */
+static void print_wrapped(const char *text)
+{
+	const int width = HELP_WIDTH - HELP_INDENT;
+	int col = 0;
+
+	while (*text) {
+		int len = (int)strcspn(text, " ");
+
+		if (col > 0 && col + 1 + len > width) {
+			printf("\n%*s", HELP_INDENT, "");
+			col = 0;
+		} else if (col > 0) {
+			putchar(' ');
+			col++;
+		}
+		printf("%.*s", len, text);
+		col += len;
+		text += len;
+		while (*text == ' ')
+			text++;
+	}
+	putchar('\n');
+}
+
 void config_print_help(void)
 {
 	printf("usage: sbxd [FLAGS]\n\n"
@@ -662,15 +736,25 @@ void config_print_help(void)
 	for (size_t i = 0; i < NOPTIONS; i++) {
 		const struct option_spec *opt = &options[i];
 		char left[64];
+		char env[96];
 
 		snprintf(left, sizeof(left), "%s%s%s", opt->flag,
 			 opt->metavar ? " " : "",
 			 opt->metavar ? opt->metavar : "");
-		printf("  %-28s %s\n", left, opt->help);
-		if (opt->env)
-			printf("  %-28s environment: %s\n", "", opt->env);
+		if (strlen(left) > HELP_INDENT - 3)
+			printf("  %s\n%*s", left, HELP_INDENT, "");
+		else
+			printf("  %-*s ", HELP_INDENT - 3, left);
+		print_wrapped(opt->help);
+		if (!opt->env)
+			continue;
+		snprintf(env, sizeof(env), "environment: %s%s", opt->env,
+			 opt->kind == OPT_FLAG ? "=1" : "");
+		printf("%*s", HELP_INDENT, "");
+		print_wrapped(env);
 	}
 	printf("\nExit status: 0 clean shutdown, 1 unclean shutdown "
-	       "(a sandbox or a closer failed),\n2 usage, configuration or "
-	       "state directory in use.\n");
+	       "(a sandbox or a closer failed,\nor the checkpoint drain "
+	       "could not save a sandbox), 2 usage, configuration\nor state "
+	       "directory in use.\n");
 }

@@ -32,6 +32,13 @@ struct listen_addr {
 	socklen_t addr_len;
 };
 
+/* What the drain does with live sandboxes. */
+enum drain_policy {
+	DRAIN_POLICY_WAIT = 0,	/* wait until they end by themselves */
+	DRAIN_POLICY_CHECKPOINT, /* save each to STATE_DIR/drained/, stop it */
+	DRAIN_POLICY_KILL,	/* skip the graceful phase, like force_stop */
+};
+
 struct config {
 	char state_dir[PATH_MAX];	/* "" until resolved */
 	struct listen_addr listen[CONFIG_LISTEN_MAX]; /* extra listeners */
@@ -41,6 +48,8 @@ struct config {
 	uint64_t drain_timeout_ms;
 	uint64_t force_timeout_ms;
 	bool force_stop;
+	enum drain_policy drain_policy;
+	bool restore_drained;	/* restore STATE_DIR/drained.json at start */
 	uint64_t drain_poll_ms;
 	unsigned int max_sandboxes;	/* 0 until resolved from MemTotal */
 	uint64_t stop_grace_ms;
@@ -73,6 +82,9 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err,
  */
 int config_resolve(struct config *cfg, char *err, size_t errlen);
 
+/* "wait", "checkpoint" or "kill"; 0 or -EINVAL. */
+int config_parse_drain_policy(const char *text, enum drain_policy *out);
+const char *config_drain_policy_name(enum drain_policy policy);
 /* "500ms", "30s", "5m", "1h" or "0" to milliseconds; 0 or -EINVAL. */
 int config_parse_duration(const char *text, uint64_t *ms);
 /* "unix:PATH" or "tcp:HOST:PORT" with a loopback HOST; 0 or -EINVAL. */

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "sbxd/drain.h"
+#include "sbxd/drained.h"
 #include "sbxd/log.h"
 #include "sbxd/probes.h"
 #include "sbxd/sbxd.h"
@@ -155,8 +156,8 @@ static void drain_timeout_expired(struct sbxd *d, struct timer *timer)
 static void flush_expired(struct sbxd *d, struct timer *timer)
 {
 	log_warn("stopped waiting for the last requests, responses and reaps "
-		 "after %d ms; closing %u connections", DRAIN_FLUSH_MS,
-		 d->conns.count);
+		 "after %d ms; closing %u connection%s", DRAIN_FLUSH_MS,
+		 d->conns.count, d->conns.count == 1 ? "" : "s");
 	d->stop = true;
 }
 
@@ -168,6 +169,7 @@ static void drain_close(struct sbxd *d, const char *reason)
 	set_gate_state(d, SBXD_CLOSING);
 	loop_timer_cancel(&d->loop, &drain->drain_timer);
 	loop_timer_cancel(&d->loop, &drain->force_timer);
+	drained_finish(d);
 	log_info("drain finished reason=\"%s\" elapsed_ms=%llu", reason,
 		 (unsigned long long)((loop_now_ns() - drain->started_ns) /
 				      1000000ull));
@@ -183,14 +185,21 @@ static void force_expired(struct sbxd *d, struct timer *timer)
 {
 	unsigned int killed;
 
-	log_err("force timeout expired after %llu ms with %u sandboxes not "
+	log_err("force timeout expired after %llu ms with %u %s not "
 		"reaped; sending SIGKILL to each",
 		(unsigned long long)d->cfg.force_timeout_ms,
-		d->sandboxes.unreaped);
+		d->sandboxes.unreaped,
+		d->sandboxes.unreaped == 1 ? "sandbox" : "sandboxes");
 	killed = sandbox_kill_all(d);
 	d->drain.timed_out = true;
 	drain_close(d, killed ? "force timeout expired" :
 			       "force timeout expired, nothing left to kill");
+}
+
+/* --force-stop and --drain-policy kill skip the graceful phase. */
+static bool skip_graceful(const struct sbxd *d)
+{
+	return d->cfg.force_stop || d->cfg.drain_policy == DRAIN_POLICY_KILL;
 }
 
 void drain_begin(struct sbxd *d, const char *reason)
@@ -204,18 +213,24 @@ void drain_begin(struct sbxd *d, const char *reason)
 	set_gate_state(d, SBXD_DRAINING);
 	drain->state = SBXD_DRAINING;
 	PROBE_DRAIN_BEGIN(reason);
-	log_info("drain started reason=\"%s\" inflight=%u live=%u", reason,
+	log_info("drain started reason=\"%s\" policy=%s inflight=%u "
+		 "live=%u", reason,
+		 config_drain_policy_name(d->cfg.drain_policy),
 		 d->sandboxes.starting, d->sandboxes.live);
 	start_tick(d);
 
 	if (d->cfg.drain_timeout_set && d->cfg.drain_timeout_ms > 0 &&
-	    !d->cfg.force_stop)
+	    !skip_graceful(d))
 		loop_timer_arm(&d->loop, &drain->drain_timer,
 			       d->cfg.drain_timeout_ms, drain_timeout_expired);
 	notify_progress(d, true);
 
 	if (d->cfg.force_stop) {
 		drain_force(d, "--force-stop is set");
+		return;
+	}
+	if (d->cfg.drain_policy == DRAIN_POLICY_KILL) {
+		drain_force(d, "--drain-policy is kill");
 		return;
 	}
 	if (d->cfg.drain_timeout_set && d->cfg.drain_timeout_ms == 0) {
@@ -304,6 +319,13 @@ void drain_check(struct sbxd *d)
 	/* Second pass: starts that became ready in the forced phase. */
 	if (drain->state == SBXD_FORCING)
 		sandbox_force_stop_all(d, NULL);
+	/*
+	 * The checkpoint policy saves live sandboxes once no start is in
+	 * flight, so a checkpoint admitted before the drain has finished.
+	 */
+	if (drain->state == SBXD_DRAINING && st.inflight_starts == 0 &&
+	    d->cfg.drain_policy == DRAIN_POLICY_CHECKPOINT)
+		drained_save_pass(d);
 	log_progress(d, &st);
 	notify_progress(d, false);
 	if (st.inflight_starts != 0 || st.live != 0 ||

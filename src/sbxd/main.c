@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: MIT
 /* sbxd startup, the closers run at shutdown and the exit status. */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/pidfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -237,6 +240,18 @@ static int start(struct sbxd *d)
 		return ret;
 	}
 
+	/*
+	 * Spawned VMMs poll this to check that sbxd still lives, because
+	 * in their own PID namespace their parent pid reads as 0.
+	 */
+	d->self_pidfd = pidfd_open(getpid(), 0);
+	if (d->self_pidfd < 0)
+		log_warn("failed to open a pidfd of sbxd: %s; VMMs share "
+			 "sbxd's PID namespace", strerror(errno));
+	else
+		fcntl(d->self_pidfd, F_SETFD, FD_CLOEXEC);
+
+	/* drained/ and drained.json outlive sbxd: no closer removes them. */
 	snprintf(path, sizeof(path), "%s/sandboxes", d->cfg.state_dir);
 	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
 		ret = -errno;
@@ -262,6 +277,10 @@ static int start(struct sbxd *d)
 	sbxd_add_closer(d, "notify socket", close_notify);
 	notify_ready(&d->notify, gate_backend_name(d->gate.backend),
 		     d->cfg.max_sandboxes);
+	if (d->cfg.restore_drained)
+		drained_restore(d, NULL);
+	else
+		drained_log_pending(d);
 	return 0;
 }
 
@@ -305,7 +324,9 @@ int main(int argc, char **argv)
 
 	d->lock_fd = -1;
 	d->signal_fd = -1;
+	d->self_pidfd = -1;
 	sandbox_table_init(&d->sandboxes);
+	drained_init(d);
 	conn_table_init(&d->conns);
 
 	ret = parse_config(d, argc, argv);
@@ -342,7 +363,8 @@ int main(int argc, char **argv)
 
 	failed = run_closers(d);
 	clean = ret == 0 && failed == 0 && d->sandboxes.unreaped == 0 &&
-		!d->drain.timed_out;
+		!d->drain.timed_out && d->drained.unsaved == 0 &&
+		!d->drained.write_failed;
 	if (ret)
 		reason = "event loop failed";
 	else if (d->drain.timed_out)
@@ -351,8 +373,11 @@ int main(int argc, char **argv)
 		reason = "sandboxes still running";
 	else if (failed)
 		reason = "a closer failed";
+	else if (d->drained.unsaved || d->drained.write_failed)
+		reason = "the checkpoint drain did not save every sandbox";
 	else
 		reason = "drained";
+	drained_free(d);
 
 	ret = lock_release(d->cfg.state_dir, d->lock_fd, clean);
 	if (ret) {

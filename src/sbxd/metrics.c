@@ -172,6 +172,32 @@ static int format_start_histogram(struct sbxd *d, struct buf *out)
 	return ret;
 }
 
+static int counter_pair(struct buf *out, const char *name, const char *help,
+			uint64_t ok, uint64_t failed)
+{
+	return header(out, name, "counter", help) |
+	       buf_printf(out, "%s{result=\"ok\"} %llu\n%s{result=\"failed\"} "
+			  "%llu\n", name, (unsigned long long)ok, name,
+			  (unsigned long long)failed);
+}
+
+static int format_snapshots(struct sbxd *d, struct buf *out)
+{
+	const struct metrics *m = &d->metrics;
+
+	return counter_pair(out, "sbxd_snapshots_total",
+			    "Snapshots written to a file, for the API or the "
+			    "checkpoint drain, by result.",
+			    m->snapshots_ok, m->snapshots_failed) |
+	       counter_pair(out, "sbxd_checkpoints_total",
+			    "Checkpoints: a sandbox moved into a new VMM, by "
+			    "result.", m->checkpoints_ok,
+			    m->checkpoints_failed) |
+	       counter_pair(out, "sbxd_restores_total",
+			    "Sandboxes created from a snapshot file, by "
+			    "result.", m->restores_ok, m->restores_failed);
+}
+
 static int format_connections(struct sbxd *d, struct buf *out)
 {
 	return metric(out, "sbxd_connections", "gauge",
@@ -189,6 +215,7 @@ int metrics_format(struct sbxd *d, struct buf *out)
 	ret |= format_sandboxes(d, out);
 	ret |= format_gate(d, out);
 	ret |= format_start_histogram(d, out);
+	ret |= format_snapshots(d, out);
 	ret |= format_connections(d, out);
 	return ret ? -ENOMEM : 0;
 }

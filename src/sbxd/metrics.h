@@ -28,6 +28,14 @@ struct metrics {
 	uint64_t start_count;
 	double start_sum_seconds;
 	uint64_t live_vms_warned_ns;	/* last failed count, rate limit */
+
+	/* Snapshots (API and drain), checkpoints and restores, by result. */
+	uint64_t snapshots_ok;
+	uint64_t snapshots_failed;
+	uint64_t checkpoints_ok;
+	uint64_t checkpoints_failed;
+	uint64_t restores_ok;
+	uint64_t restores_failed;
 };
 
 /* Record one start, from admission to READY, of `seconds`. */

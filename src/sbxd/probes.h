@@ -5,6 +5,8 @@
  * start_ready, start_fail and sandbox_exit take the sandbox id (char *).
  * sandbox_exit adds the exit reason (char *) and the exit code (int).
  * drain_begin and force_begin take the reason (char *).
+ * snapshot_done and checkpoint_done take the sandbox id (char *) and 0 or
+ * the negative errno of the failure (int).
  */
 #ifndef SBXD_PROBES_H
 #define SBXD_PROBES_H
@@ -19,5 +21,9 @@
 #define PROBE_FORCE_BEGIN(reason) DTRACE_PROBE1(sbxd, force_begin, reason)
 #define PROBE_SANDBOX_EXIT(id, reason, code) \
 	DTRACE_PROBE3(sbxd, sandbox_exit, id, reason, code)
+#define PROBE_SNAPSHOT_DONE(id, error) \
+	DTRACE_PROBE2(sbxd, snapshot_done, id, error)
+#define PROBE_CHECKPOINT_DONE(id, error) \
+	DTRACE_PROBE2(sbxd, checkpoint_done, id, error)
 
 #endif

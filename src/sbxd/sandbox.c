@@ -16,43 +16,79 @@
 #include <unistd.h>
 
 #include "sbxd/api.h"
+#include "sbxd/drained.h"
 #include "sbxd/log.h"
 #include "sbxd/probes.h"
 #include "sbxd/sandbox.h"
 #include "sbxd/sbxd.h"
+#include "sbxd/snapctl.h"
 #include "sbxd/spawn.h"
 
 /*
  * Lifecycle table: the next state for each event. A stop is not allowed
  * while starting (DELETE kills a starting sandbox instead). READY after a
- * kill leaves the sandbox stopping: its start is counted as failed.
+ * kill leaves the sandbox stopping: its start is counted as failed. READY
+ * while checkpointing comes from the new VMM. PAUSED and RESUMED after a
+ * stop or kill leave the sandbox stopping.
  */
+#define INVALID SANDBOX_STATE_INVALID
 static const int transitions[SANDBOX_STATE_COUNT][SANDBOX_EVENT_COUNT] = {
 	[SANDBOX_STARTING] = {
 		[SANDBOX_EV_READY] = SANDBOX_RUNNING,
-		[SANDBOX_EV_STOP] = SANDBOX_STATE_INVALID,
+		[SANDBOX_EV_STOP] = INVALID,
 		[SANDBOX_EV_KILL] = SANDBOX_STOPPING,
 		[SANDBOX_EV_REAPED] = SANDBOX_EXITED,
+		[SANDBOX_EV_PAUSED] = INVALID,
+		[SANDBOX_EV_RESUMED] = INVALID,
+		[SANDBOX_EV_CHECKPOINT] = INVALID,
 	},
 	[SANDBOX_RUNNING] = {
-		[SANDBOX_EV_READY] = SANDBOX_STATE_INVALID,
+		[SANDBOX_EV_READY] = INVALID,
 		[SANDBOX_EV_STOP] = SANDBOX_STOPPING,
 		[SANDBOX_EV_KILL] = SANDBOX_STOPPING,
 		[SANDBOX_EV_REAPED] = SANDBOX_EXITED,
+		[SANDBOX_EV_PAUSED] = SANDBOX_PAUSED,
+		[SANDBOX_EV_RESUMED] = SANDBOX_RUNNING,
+		[SANDBOX_EV_CHECKPOINT] = SANDBOX_CHECKPOINTING,
+	},
+	[SANDBOX_PAUSED] = {
+		[SANDBOX_EV_READY] = INVALID,
+		[SANDBOX_EV_STOP] = SANDBOX_STOPPING,
+		[SANDBOX_EV_KILL] = SANDBOX_STOPPING,
+		[SANDBOX_EV_REAPED] = SANDBOX_EXITED,
+		[SANDBOX_EV_PAUSED] = SANDBOX_PAUSED,
+		[SANDBOX_EV_RESUMED] = SANDBOX_RUNNING,
+		[SANDBOX_EV_CHECKPOINT] = SANDBOX_CHECKPOINTING,
+	},
+	[SANDBOX_CHECKPOINTING] = {
+		[SANDBOX_EV_READY] = SANDBOX_RUNNING,
+		[SANDBOX_EV_STOP] = SANDBOX_STOPPING,
+		[SANDBOX_EV_KILL] = SANDBOX_STOPPING,
+		[SANDBOX_EV_REAPED] = SANDBOX_EXITED,
+		[SANDBOX_EV_PAUSED] = SANDBOX_PAUSED,
+		[SANDBOX_EV_RESUMED] = SANDBOX_CHECKPOINTING,
+		[SANDBOX_EV_CHECKPOINT] = INVALID,
 	},
 	[SANDBOX_STOPPING] = {
 		[SANDBOX_EV_READY] = SANDBOX_STOPPING,
 		[SANDBOX_EV_STOP] = SANDBOX_STOPPING,
 		[SANDBOX_EV_KILL] = SANDBOX_STOPPING,
 		[SANDBOX_EV_REAPED] = SANDBOX_EXITED,
+		[SANDBOX_EV_PAUSED] = SANDBOX_STOPPING,
+		[SANDBOX_EV_RESUMED] = SANDBOX_STOPPING,
+		[SANDBOX_EV_CHECKPOINT] = INVALID,
 	},
 	[SANDBOX_EXITED] = {
-		[SANDBOX_EV_READY] = SANDBOX_STATE_INVALID,
-		[SANDBOX_EV_STOP] = SANDBOX_STATE_INVALID,
-		[SANDBOX_EV_KILL] = SANDBOX_STATE_INVALID,
-		[SANDBOX_EV_REAPED] = SANDBOX_STATE_INVALID,
+		[SANDBOX_EV_READY] = INVALID,
+		[SANDBOX_EV_STOP] = INVALID,
+		[SANDBOX_EV_KILL] = INVALID,
+		[SANDBOX_EV_REAPED] = INVALID,
+		[SANDBOX_EV_PAUSED] = INVALID,
+		[SANDBOX_EV_RESUMED] = INVALID,
+		[SANDBOX_EV_CHECKPOINT] = INVALID,
 	},
 };
+#undef INVALID
 
 int sandbox_next_state(enum sandbox_state state, enum sandbox_event event)
 {
@@ -67,6 +103,8 @@ const char *sandbox_state_name(enum sandbox_state state)
 	switch (state) {
 	case SANDBOX_STARTING: return "starting";
 	case SANDBOX_RUNNING: return "running";
+	case SANDBOX_PAUSED: return "paused";
+	case SANDBOX_CHECKPOINTING: return "checkpointing";
 	case SANDBOX_STOPPING: return "stopping";
 	case SANDBOX_EXITED: return "exited";
 	default: return "unknown";
@@ -231,12 +269,91 @@ static void sandbox_remove(struct sbxd *d, struct sandbox *sb)
 	sandbox_maybe_free(sb);
 }
 
-int sandbox_create(struct sbxd *d, struct sandbox_params *params,
-		   struct conn *conn, char *msg, size_t msglen)
+int sandbox_spawn(struct sbxd *d, struct sandbox *sb, const char *restore,
+		  bool verify_ram, char *msg, size_t msglen)
 {
 	struct spawn_request request;
 	struct spawn_result result;
 	char console[PATH_MAX];
+	int ret;
+
+	if ((size_t)snprintf(console, sizeof(console), "%s/console.log",
+			     sb->dir) >= sizeof(console)) {
+		snprintf(msg, msglen, "sandbox directory path too long");
+		return -ENAMETOOLONG;
+	}
+	request = (struct spawn_request){
+		.vmm = d->cfg.vmm,
+		.guest = sb->params.guest,
+		.id = sb->id,
+		.args = sb->params.args,
+		.memory_mib = sb->params.memory_mib,
+		.boot_delay_ms = sb->params.boot_delay_ms,
+		.ignore_stop = sb->params.ignore_stop,
+		.console_path = console,
+		.restore = restore,
+		.verify_ram = verify_ram,
+		.snapshot_dir = sb->snapdir,
+		.parent_pidfd = d->self_pidfd,
+	};
+	ret = spawn_vmm(&request, &result);
+	if (ret) {
+		snprintf(msg, msglen, "failed to spawn %s: %s", d->cfg.vmm,
+			 strerror(-ret));
+		return ret;
+	}
+	sb->pid = result.pid;
+	sb->pidfd = result.pidfd;
+	sb->ctl_fd = result.ctl_fd;
+	sb->vmm_counted = true;
+	d->sandboxes.unreaped++;
+	arm_poll(d, sb->pidfd, &sb->child_req);
+	arm_poll(d, sb->ctl_fd, &sb->ctl_req);
+	ret = gate_track_vmm(&d->gate, sb->pid);
+	if (ret && ret != -EOPNOTSUPP)
+		sb_warn(sb->id, "failed to register pid %d for the live VM "
+			"count: %s", (int)sb->pid, strerror(-ret));
+	return 0;
+}
+
+/* Create STATE_DIR/sandboxes/ID and the VMM's snapshot directory in it. */
+static int make_dirs(struct sbxd *d, struct sandbox *sb, char *msg,
+		     size_t msglen)
+{
+	if ((size_t)snprintf(sb->dir, sizeof(sb->dir), "%s/sandboxes/%s",
+			     d->cfg.state_dir, sb->id) >= sizeof(sb->dir) ||
+	    (size_t)snprintf(sb->snapdir, sizeof(sb->snapdir), "%s/snapshots",
+			     sb->dir) >= sizeof(sb->snapdir)) {
+		snprintf(msg, msglen, "sandbox directory path too long");
+		return -ENAMETOOLONG;
+	}
+	if (mkdir(sb->dir, 0700) < 0) {
+		int ret = -errno;
+
+		snprintf(msg, msglen, "failed to create %s: %s", sb->dir,
+			 strerror(-ret));
+		return ret;
+	}
+	/*
+	 * A confined VMM runs as an unprivileged user that cannot search
+	 * sbxd's state dir, so it writes snapshots only into this directory,
+	 * which it opens at start and owns from then on. console.log stays
+	 * outside it, out of the VMM user's reach.
+	 */
+	if (mkdir(sb->snapdir, 0700) < 0) {
+		int ret = -errno;
+
+		snprintf(msg, msglen, "failed to create %s: %s", sb->snapdir,
+			 strerror(-ret));
+		remove_tree(sb->dir, false);
+		return ret;
+	}
+	return 0;
+}
+
+int sandbox_create(struct sbxd *d, struct sandbox_params *params,
+		   struct conn *conn, char *msg, size_t msglen)
+{
 	struct sandbox *sb;
 	int ret;
 
@@ -255,63 +372,46 @@ int sandbox_create(struct sbxd *d, struct sandbox_params *params,
 	sb->child_req.op = LOOP_OP_CHILD;
 	sb->ctl_req.op = LOOP_OP_CONTROL;
 	sb->start_ns = loop_now_ns();
-	clock_gettime(CLOCK_REALTIME, &sb->created_at);
+	sb->created_at = params->created_at;
+	if (!sb->created_at.tv_sec)
+		clock_gettime(CLOCK_REALTIME, &sb->created_at);
 
-	ret = make_id(d, sb->id);
-	if (ret) {
-		snprintf(msg, msglen, "failed to generate an id: %s",
-			 strerror(-ret));
-		goto err_free;
+	if (params->id[0]) {
+		if (sandbox_find(d, params->id)) {
+			ret = -EEXIST;
+			snprintf(msg, msglen, "sandbox %s already exists",
+				 params->id);
+			goto err_free;
+		}
+		memcpy(sb->id, params->id, sizeof(sb->id));
+	} else {
+		ret = make_id(d, sb->id);
+		if (ret) {
+			snprintf(msg, msglen, "failed to generate an id: %s",
+				 strerror(-ret));
+			goto err_free;
+		}
 	}
-	if ((size_t)snprintf(sb->dir, sizeof(sb->dir), "%s/sandboxes/%s",
-			     d->cfg.state_dir, sb->id) >= sizeof(sb->dir) ||
-	    (size_t)snprintf(console, sizeof(console), "%s/console.log",
-			     sb->dir) >= sizeof(console)) {
-		ret = -ENAMETOOLONG;
-		snprintf(msg, msglen, "sandbox directory path too long");
+	ret = make_dirs(d, sb, msg, msglen);
+	if (ret)
 		goto err_free;
-	}
-	if (mkdir(sb->dir, 0700) < 0) {
-		ret = -errno;
-		snprintf(msg, msglen, "failed to create %s: %s", sb->dir,
-			 strerror(-ret));
-		goto err_free;
-	}
-
-	request = (struct spawn_request){
-		.vmm = d->cfg.vmm,
-		.guest = sb->params.guest,
-		.id = sb->id,
-		.args = sb->params.args,
-		.memory_mib = sb->params.memory_mib,
-		.boot_delay_ms = sb->params.boot_delay_ms,
-		.ignore_stop = sb->params.ignore_stop,
-		.console_path = console,
-	};
-	ret = spawn_vmm(&request, &result);
-	if (ret) {
-		snprintf(msg, msglen, "failed to spawn %s: %s", d->cfg.vmm,
-			 strerror(-ret));
+	ret = sandbox_spawn(d, sb, params->snapshot[0] ? params->snapshot :
+			    NULL, params->verify_ram, msg, msglen);
+	if (ret)
 		goto err_dir;
-	}
-	sb->pid = result.pid;
-	sb->pidfd = result.pidfd;
-	sb->ctl_fd = result.ctl_fd;
 	sb->state = SANDBOX_STARTING;
 	sb->create_conn = conn;
 
 	TAILQ_INSERT_TAIL(&d->sandboxes.list, sb, link);
 	d->sandboxes.total++;
 	d->sandboxes.starting++;
-	d->sandboxes.unreaped++;
-	arm_poll(d, sb->pidfd, &sb->child_req);
-	arm_poll(d, sb->ctl_fd, &sb->ctl_req);
-	ret = gate_track_vmm(&d->gate, sb->pid);
-	if (ret && ret != -EOPNOTSUPP)
-		sb_warn(sb->id, "failed to register pid %d for the live VM "
-			"count: %s", (int)sb->pid, strerror(-ret));
-	sb_info(sb->id, "starting pid=%d memory_mib=%u guest=%s",
-		(int)sb->pid, sb->params.memory_mib, sb->params.guest);
+	if (params->snapshot[0])
+		sb_info(sb->id, "restoring pid=%d snapshot=%s", (int)sb->pid,
+			params->snapshot);
+	else
+		sb_info(sb->id, "starting pid=%d memory_mib=%u guest=%s",
+			(int)sb->pid, sb->params.memory_mib,
+			sb->params.guest);
 	return 0;
 
 err_dir:
@@ -324,8 +424,8 @@ err_gate:
 	return ret;
 }
 
-static int send_msg(struct sandbox *sb, uint32_t type, uint64_t seq,
-		    int64_t arg, const char *payload, size_t len)
+int sandbox_send_msg(struct sandbox *sb, uint32_t type, uint64_t seq,
+		     int64_t arg, const char *payload, size_t len)
 {
 	struct sbx_msg header = {
 		.type = type,
@@ -357,13 +457,26 @@ static int send_msg(struct sandbox *sb, uint32_t type, uint64_t seq,
 static void force_target_failed(struct sbxd *d, struct sandbox *sb,
 				const char *error);
 
-static int sandbox_kill(struct sbxd *d, struct sandbox *sb,
-			const char *reason)
+int sandbox_kill(struct sbxd *d, struct sandbox *sb, const char *reason)
 {
 	int next = sandbox_next_state(sb->state, SANDBOX_EV_KILL);
 
 	if (next == SANDBOX_STATE_INVALID || sb->kill_sent)
 		return 0;
+	/*
+	 * Between the checkpoint's SIGKILL of the old VMM and the start of
+	 * the new one, there is no VMM to signal: not starting the new one
+	 * ends the sandbox.
+	 */
+	if (sb->op.kind == SANDBOX_OP_CHECKPOINT &&
+	    sb->op.phase == CHECKPOINT_SWITCH) {
+		sb->op.abort = true;
+		sb->kill_sent = true;
+		sb->state = next;
+		sb_info(sb->id, "killed during the checkpoint switch; the new "
+			"VMM will not start reason=\"%s\"", reason);
+		return 0;
+	}
 	if (pidfd_send_signal(sb->pidfd, SIGKILL, NULL, 0) < 0 &&
 	    errno != ESRCH) {
 		int ret = -errno;
@@ -394,6 +507,7 @@ int sandbox_stop(struct sbxd *d, struct sandbox *sb, uint64_t grace_ms,
 {
 	int next = sandbox_next_state(sb->state, SANDBOX_EV_STOP);
 	uint64_t deadline = loop_now_ns() + grace_ms * 1000000ull;
+	bool was_paused;
 	int ret;
 
 	if (next == SANDBOX_STATE_INVALID)
@@ -406,10 +520,18 @@ int sandbox_stop(struct sbxd *d, struct sandbox *sb, uint64_t grace_ms,
 		w->conn = conn;
 		TAILQ_INSERT_TAIL(&sb->waiters, w, link);
 	}
+	was_paused = sb->state == SANDBOX_PAUSED;
 	sb->state = next;
 
-	if (!sb->stop_sent) {
-		ret = send_msg(sb, SBX_MSG_STOP, 0, 0, NULL, 0);
+	if (!sb->stop_sent && sb->op.kind == SANDBOX_OP_CHECKPOINT) {
+		/* The old VMM is saved or gone: the new one gets the stop. */
+		sb->op.stop_deferred = true;
+		sb->stop_sent = true;
+		sb_info(sb->id, "stop requested during a checkpoint; sent once "
+			"the new VMM is ready grace_ms=%llu",
+			(unsigned long long)grace_ms);
+	} else if (!sb->stop_sent) {
+		ret = sandbox_send_msg(sb, SBX_MSG_STOP, 0, 0, NULL, 0);
 		if (ret)
 			sb_warn(sb->id, "failed to send the stop request: %s; "
 				"SIGKILL follows after the grace",
@@ -417,6 +539,20 @@ int sandbox_stop(struct sbxd *d, struct sandbox *sb, uint64_t grace_ms,
 		sb->stop_sent = true;
 		sb_info(sb->id, "stop requested grace_ms=%llu",
 			(unsigned long long)grace_ms);
+		/*
+		 * A paused guest cannot act on the stop, so let it run: the
+		 * VMM gives it the STOP first. Its RESUMED reply matches no
+		 * request and is dropped.
+		 */
+		if (was_paused && !ret) {
+			ret = sandbox_send_msg(sb, SBX_MSG_RESUME, 0, 0, NULL,
+					       0);
+			if (ret)
+				sb_warn(sb->id, "failed to resume the paused "
+					"guest for its stop: %s; SIGKILL "
+					"follows after the grace",
+					strerror(-ret));
+		}
 	}
 	if (sb->kill_sent)
 		return 0;
@@ -445,6 +581,7 @@ int sandbox_delete(struct sbxd *d, struct sandbox *sb, struct conn *conn)
 	w->conn = conn;
 	w->remove = true;
 	TAILQ_INSERT_TAIL(&sb->waiters, w, link);
+	sb->deleted = true;
 	sandbox_kill(d, sb, "delete requested");
 	return 0;
 }
@@ -453,6 +590,7 @@ static void exec_finish(struct sbxd *d, struct exec_op *op)
 {
 	loop_timer_cancel(&d->loop, &op->timer);
 	TAILQ_REMOVE(&op->sb->execs, op, link);
+	free(op->command);
 	free(op);
 }
 
@@ -469,13 +607,26 @@ static void exec_timed_out(struct sbxd *d, struct timer *timer)
 	exec_finish(d, op);
 }
 
+static int exec_send(struct sandbox *sb, struct exec_op *op,
+		     const char *command)
+{
+	int ret = sandbox_send_msg(sb, SBX_MSG_EXEC, op->seq,
+				   (int64_t)op->timeout_ms, command,
+				   strlen(command));
+
+	if (!ret)
+		op->sent = true;
+	return ret;
+}
+
 int sandbox_exec(struct sbxd *d, struct sandbox *sb, const char *command,
 		 uint64_t timeout_ms, struct conn *conn)
 {
 	struct exec_op *op;
 	int ret;
 
-	if (sb->state != SANDBOX_RUNNING)
+	if (sb->state != SANDBOX_RUNNING &&
+	    sb->state != SANDBOX_CHECKPOINTING)
 		return -EINVAL;
 	op = calloc(1, sizeof(*op));
 	if (!op)
@@ -484,8 +635,17 @@ int sandbox_exec(struct sbxd *d, struct sandbox *sb, const char *command,
 	op->conn = conn;
 	op->seq = ++sb->next_seq;
 	op->started_ns = loop_now_ns();
-	ret = send_msg(sb, SBX_MSG_EXEC, op->seq, (int64_t)timeout_ms, command,
-		       strlen(command));
+	op->timeout_ms = timeout_ms;
+	if (sb->op.kind == SANDBOX_OP_CHECKPOINT) {
+		/*
+		 * A command sent to the old VMM after its SNAPSHOT would be
+		 * lost with it, so hold it for the new VMM.
+		 */
+		op->command = strdup(command);
+		ret = op->command ? 0 : -ENOMEM;
+	} else {
+		ret = exec_send(sb, op, command);
+	}
 	if (ret) {
 		free(op);
 		return ret;
@@ -495,6 +655,30 @@ int sandbox_exec(struct sbxd *d, struct sandbox *sb, const char *command,
 		loop_timer_arm(&d->loop, &op->timer, timeout_ms,
 			       exec_timed_out);
 	return 0;
+}
+
+void sandbox_send_held_execs(struct sbxd *d, struct sandbox *sb)
+{
+	struct exec_op *op;
+	struct exec_op *next;
+
+	TAILQ_FOREACH_SAFE(op, &sb->execs, link, next) {
+		int ret;
+
+		if (op->sent)
+			continue;
+		ret = exec_send(sb, op, op->command);
+		if (ret) {
+			api_error(d, op->conn, 500, "internal", NULL,
+				  "failed to send the command to sandbox %s "
+				  "after its checkpoint: %s", sb->id,
+				  strerror(-ret));
+			exec_finish(d, op);
+			continue;
+		}
+		free(op->command);
+		op->command = NULL;
+	}
 }
 
 static void on_exec_result(struct sbxd *d, struct sandbox *sb,
@@ -526,6 +710,11 @@ static void on_ready(struct sbxd *d, struct sandbox *sb)
 {
 	int next = sandbox_next_state(sb->state, SANDBOX_EV_READY);
 
+	if (sb->op.kind == SANDBOX_OP_CHECKPOINT &&
+	    sb->op.phase == CHECKPOINT_RESTORE) {
+		snapctl_on_ready(d, sb);
+		return;
+	}
 	if (next == SANDBOX_STATE_INVALID || sb->state != SANDBOX_STARTING) {
 		sb_debug(sb->id, "READY in state %s ignored",
 			 sandbox_state_name(sb->state));
@@ -535,17 +724,22 @@ static void on_ready(struct sbxd *d, struct sandbox *sb)
 	sb->ready = true;
 	sb->ready_ms = (double)(loop_now_ns() - sb->start_ns) / 1e6;
 	metrics_observe_start(&d->metrics, sb->ready_ms / 1e3);
+	if (sb->params.snapshot[0])
+		d->metrics.restores_ok++;
 	d->sandboxes.starting--;
 	d->sandboxes.live++;
 	gate_exit_logged(d, sb->id, true);
 	publish_live(d);
 	PROBE_START_READY(sb->id);
-	sb_info(sb->id, "created ready_ms=%.3f pid=%d", sb->ready_ms,
+	sb_info(sb->id, "%s ready_ms=%.3f pid=%d",
+		sb->params.snapshot[0] ? "restored" : "created", sb->ready_ms,
 		(int)sb->pid);
 	if (sb->create_conn) {
 		api_json(d, sb->create_conn, 201, sandbox_to_json(sb));
 		sb->create_conn = NULL;
 	}
+	if (sb->params.batch)
+		drained_batch_done(d, sb, true, NULL);
 	drain_check(d);
 }
 
@@ -599,6 +793,11 @@ static void handle_msg(struct sbxd *d, struct sandbox *sb, const char *data,
 	case SBX_MSG_LOG:
 		log_vmm_line(sb, payload, msg->len);
 		break;
+	case SBX_MSG_PAUSED:
+	case SBX_MSG_RESUMED:
+	case SBX_MSG_SNAPSHOT_DONE:
+		snapctl_on_msg(d, sb, msg, payload);
+		break;
 	default:
 		sb_warn(sb->id, "dropped a control message of unknown type %u",
 			msg->type);
@@ -632,6 +831,17 @@ void sandbox_on_control(struct sbxd *d, struct loop_req *req, int res)
 {
 	struct sandbox *sb = container_of(req, struct sandbox, ctl_req);
 
+	if (!sb->removed && sb->op.kind == SANDBOX_OP_CHECKPOINT &&
+	    sb->op.phase == CHECKPOINT_SWITCH) {
+		/* The old VMM's socket: read what it left, then switch. */
+		if (sb->ctl_fd >= 0 && res != -ECANCELED &&
+		    read_control(d, sb)) {
+			arm_poll(d, sb->ctl_fd, &sb->ctl_req);
+			return;
+		}
+		snapctl_switch(d, sb);
+		return;
+	}
 	if (sb->removed || sb->ctl_fd < 0 || res == -ECANCELED) {
 		sandbox_maybe_free(sb);
 		return;
@@ -681,16 +891,48 @@ static void answer_waiters(struct sbxd *d, struct sandbox *sb)
 		sandbox_remove(d, sb);
 }
 
+static json_t *exit_to_json(const struct sandbox *sb)
+{
+	const char *message = sb->exit_info.message;
+
+	return json_pack("{s:s, s:i, s:I, s:o}",
+			 "reason",
+			 sandbox_exit_reason_name(sb->exit_info.reason),
+			 "exit_code", (json_int_t)sb->exit_info.exit_code,
+			 "rip", (json_int_t)sb->exit_info.rip,
+			 "message", api_json_bytes(message, strlen(message)));
+}
+
+/*
+ * Answer the waiting execs with 409 "exited". The error carries the
+ * sandbox's exit object, so that a client can pass on the exit code of a
+ * guest that exited by itself.
+ */
 static void fail_execs(struct sbxd *d, struct sandbox *sb)
 {
 	struct exec_op *op;
+	char message[512];
 
 	while ((op = TAILQ_FIRST(&sb->execs))) {
-		api_error(d, op->conn, 409, "exited", NULL,
-			  "sandbox %s exited before the command finished: %s",
-			  sb->id, sb->exit_info.message);
+		json_t *error;
+
+		snprintf(message, sizeof(message), "sandbox %s exited before "
+			 "the command finished: %s", sb->id,
+			 sb->exit_info.message);
+		error = json_pack("{s:s, s:o, s:o}", "code", "exited",
+				  "message",
+				  api_json_bytes(message, strlen(message)),
+				  "exit", exit_to_json(sb));
+		api_json(d, op->conn, 409, json_pack("{s:o}", "error", error));
 		exec_finish(d, op);
 	}
+}
+
+/* sbx-vmm exits 2 for a snapshot file that it refuses to restore. */
+static bool restore_refused(const struct sandbox *sb)
+{
+	return sb->params.snapshot[0] && sb->wait_code == CLD_EXITED &&
+	       sb->wait_status == SBX_VMM_STATUS_USAGE;
 }
 
 static void fail_create(struct sbxd *d, struct sandbox *sb)
@@ -701,8 +943,26 @@ static void fail_create(struct sbxd *d, struct sandbox *sb)
 
 	gate_exit_logged(d, sb->id, false);
 	PROBE_START_FAIL(sb->id);
+	if (sb->params.snapshot[0])
+		d->metrics.restores_failed++;
+	/* A refused file leaves nothing behind: the sandbox is not listed. */
+	sb->refused = restore_refused(sb) && !sb->deleted;
+	if (sb->params.batch)
+		drained_batch_done(d, sb, false, sb->exit_info.message);
 	if (!sb->create_conn)
 		return;
+	if (sb->deleted) {
+		api_error(d, sb->create_conn, 409, "deleted", NULL,
+			  "sandbox %s was deleted while starting", sb->id);
+		sb->create_conn = NULL;
+		return;
+	}
+	if (sb->refused) {
+		api_error(d, sb->create_conn, 400, "invalid", NULL, "%s",
+			  sb->exit_info.message);
+		sb->create_conn = NULL;
+		return;
+	}
 	snprintf(console, sizeof(console), "%s/console.log", sb->dir);
 	snprintf(message, sizeof(message),
 		 "sandbox %s failed to start: %s; see the console log %s",
@@ -730,37 +990,49 @@ static void trim_ended(struct sbxd *d)
 	}
 }
 
-static void sandbox_reaped(struct sbxd *d, struct sandbox *sb)
+void sandbox_forget_vmm(struct sbxd *d, struct sandbox *sb)
 {
-	bool was_ready = sb->ready;
 	int ret;
 
-	read_control(d, sb); /* the EXITED report comes before the exit */
-	sb->state = sandbox_next_state(sb->state, SANDBOX_EV_REAPED);
-	sb->reaped = true;
-	loop_timer_cancel(&d->loop, &sb->grace_timer);
-	close(sb->pidfd);
+	if (!sb->vmm_counted)
+		return;
+	sb->vmm_counted = false;
+	if (sb->pidfd >= 0)
+		close(sb->pidfd);
 	sb->pidfd = -1;
-	if (sb->ctl_req.pending) {
+	if (sb->ctl_req.pending && sb->ctl_fd >= 0) {
 		struct io_uring_sqe *sqe = loop_sqe(&d->loop);
 
 		io_uring_prep_cancel(sqe, &sb->ctl_req, 0);
 		loop_set_req(sqe, NULL);
 	}
-	close(sb->ctl_fd);
+	if (sb->ctl_fd >= 0)
+		close(sb->ctl_fd);
 	sb->ctl_fd = -1;
-
 	d->sandboxes.unreaped--;
+
+	ret = gate_untrack_vmm(&d->gate, sb->pid);
+	if (ret && ret != -EOPNOTSUPP && ret != -ENOENT)
+		sb_warn(sb->id, "failed to unregister pid %d from the live VM "
+			"count: %s", (int)sb->pid, strerror(-ret));
+}
+
+void sandbox_reaped(struct sbxd *d, struct sandbox *sb)
+{
+	bool was_ready = sb->ready;
+
+	read_control(d, sb); /* the EXITED report comes before the exit */
+	sb->state = sandbox_next_state(sb->state, SANDBOX_EV_REAPED);
+	sb->reaped = true;
+	loop_timer_cancel(&d->loop, &sb->grace_timer);
+	sandbox_forget_vmm(d, sb);
+
 	d->sandboxes.ended++;
 	if (was_ready)
 		d->sandboxes.live--;
 	else
 		d->sandboxes.starting--;
 
-	ret = gate_untrack_vmm(&d->gate, sb->pid);
-	if (ret && ret != -EOPNOTSUPP && ret != -ENOENT)
-		sb_warn(sb->id, "failed to unregister pid %d from the live VM "
-			"count: %s", (int)sb->pid, strerror(-ret));
 	fill_missing_exit_info(sb);
 	PROBE_SANDBOX_EXIT(sb->id,
 			   sandbox_exit_reason_name(sb->exit_info.reason),
@@ -775,9 +1047,13 @@ static void sandbox_reaped(struct sbxd *d, struct sandbox *sb)
 		publish_live(d);
 	else
 		fail_create(d, sb);
+	if (sb->op.kind != SANDBOX_OP_NONE)
+		snapctl_on_exit(d, sb);
 	fail_execs(d, sb);
 	force_ops_notify(d, sb, true, NULL);
 	answer_waiters(d, sb);
+	if (sb->refused && !sb->removed)
+		sandbox_remove(d, sb);
 	trim_ended(d);
 	drain_check(d);
 }
@@ -787,7 +1063,7 @@ void sandbox_on_child(struct sbxd *d, struct loop_req *req, int res)
 	struct sandbox *sb = container_of(req, struct sandbox, child_req);
 	siginfo_t info;
 
-	if (sb->reaped)
+	if (sb->reaped || sb->pidfd < 0)
 		return;
 	memset(&info, 0, sizeof(info));
 	if (waitid((idtype_t)P_PIDFD, (id_t)sb->pidfd, &info,
@@ -803,6 +1079,14 @@ void sandbox_on_child(struct sbxd *d, struct loop_req *req, int res)
 	}
 	sb->wait_code = info.si_code;
 	sb->wait_status = info.si_status;
+	if (sb->op.kind == SANDBOX_OP_CHECKPOINT &&
+	    sb->op.phase == CHECKPOINT_SWITCH) {
+		/* The checkpoint killed this VMM; the sandbox lives on. */
+		sb->op.old_reaped = true;
+		sandbox_forget_vmm(d, sb);
+		snapctl_switch(d, sb);
+		return;
+	}
 	sandbox_reaped(d, sb);
 }
 
@@ -980,7 +1264,7 @@ int sandbox_force_stop_all(struct sbxd *d, struct conn *conn)
 	return 0;
 }
 
-static void format_rfc3339(const struct timespec *ts, char *out, size_t len)
+void sandbox_format_time(const struct timespec *ts, char *out, size_t len)
 {
 	struct tm tm;
 
@@ -992,31 +1276,21 @@ static void format_rfc3339(const struct timespec *ts, char *out, size_t len)
 
 json_t *sandbox_to_json(const struct sandbox *sb)
 {
+	const char *snapshot = sb->params.snapshot;
 	char created[80];
 	json_t *exit_json = json_null();
 	json_t *metadata;
 	json_t *pid;
 
-	format_rfc3339(&sb->created_at, created, sizeof(created));
-	if (sb->reaped) {
-		const char *message = sb->exit_info.message;
-
-		exit_json = json_pack("{s:s, s:i, s:I, s:o}",
-				      "reason",
-				      sandbox_exit_reason_name(
-					      sb->exit_info.reason),
-				      "exit_code",
-				      (json_int_t)sb->exit_info.exit_code,
-				      "rip", (json_int_t)sb->exit_info.rip,
-				      "message",
-				      api_json_bytes(message, strlen(message)));
-	}
+	sandbox_format_time(&sb->created_at, created, sizeof(created));
+	if (sb->reaped)
+		exit_json = exit_to_json(sb);
 	metadata = sb->params.metadata ? json_copy(sb->params.metadata) :
 					 json_object();
 	/* A reaped VMM's pid may already belong to another process. */
 	pid = sb->reaped ? json_null() : json_integer((json_int_t)sb->pid);
-	return json_pack("{s:s, s:s, s:o, s:s, s:o, s:i, s:i, s:s, s:s, s:o, "
-			 "s:o, s:s+}",
+	return json_pack("{s:s, s:s, s:o, s:s, s:o, s:i, s:i, s:o, s:s, s:o, "
+			 "s:o, s:s+, s:o, s:i}",
 			 "id", sb->id,
 			 "state", sandbox_state_name(sb->state),
 			 "pid", pid,
@@ -1025,9 +1299,17 @@ json_t *sandbox_to_json(const struct sandbox *sb)
 						 json_null(),
 			 "memory_mib", (json_int_t)sb->params.memory_mib,
 			 "vcpus", (json_int_t)sb->params.vcpus,
-			 "guest", sb->params.guest,
+			 "guest", sb->params.guest[0] ?
+				  api_json_bytes(sb->params.guest,
+						 strlen(sb->params.guest)) :
+				  json_null(),
 			 "args", sb->params.args,
 			 "metadata", metadata,
 			 "exit", exit_json,
-			 "console_log", sb->dir, "/console.log");
+			 "console_log", sb->dir, "/console.log",
+			 "restored_from", snapshot[0] ?
+					  api_json_bytes(snapshot,
+							 strlen(snapshot)) :
+					  json_null(),
+			 "checkpoints", (json_int_t)sb->checkpoints);
 }

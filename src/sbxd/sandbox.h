@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The sandbox table and each sandbox's lifecycle: spawn, ready, exec,
- * stop, kill, reap, remove. A sandbox stays listed as "exited" after its
- * VMM is reaped, until it is deleted or pushed out by newer ended ones.
+ * pause, resume, snapshot, checkpoint, stop, kill, reap, remove. A
+ * sandbox stays listed as "exited" after its VMM is reaped, until it is
+ * deleted or pushed out by newer ended ones.
  */
 #ifndef SBXD_SANDBOX_H
 #define SBXD_SANDBOX_H
@@ -25,10 +26,13 @@
 
 struct sbxd;
 struct conn;
+struct drained_batch;
 
 enum sandbox_state {
 	SANDBOX_STARTING = 0,	/* VMM spawned, guest not ready yet */
 	SANDBOX_RUNNING,	/* guest ready */
+	SANDBOX_PAUSED,		/* vCPU stopped by PAUSE until RESUME */
+	SANDBOX_CHECKPOINTING,	/* moving into a new VMM */
 	SANDBOX_STOPPING,	/* stop or kill requested, VMM not reaped */
 	SANDBOX_EXITED,		/* VMM reaped */
 	SANDBOX_STATE_COUNT,
@@ -39,6 +43,9 @@ enum sandbox_event {
 	SANDBOX_EV_STOP,	/* graceful stop requested */
 	SANDBOX_EV_KILL,	/* SIGKILL requested */
 	SANDBOX_EV_REAPED,	/* VMM process reaped */
+	SANDBOX_EV_PAUSED,	/* VMM sent SBX_MSG_PAUSED for a PAUSE */
+	SANDBOX_EV_RESUMED,	/* VMM sent SBX_MSG_RESUMED */
+	SANDBOX_EV_CHECKPOINT,	/* checkpoint requested */
 	SANDBOX_EVENT_COUNT,
 };
 
@@ -48,11 +55,18 @@ enum sandbox_event {
 struct sandbox_params {
 	unsigned int vcpus;
 	unsigned int memory_mib;
-	char guest[PATH_MAX];
+	char guest[PATH_MAX];	/* "" for a restore that does not know it */
 	char args[SANDBOX_ARGS_MAX + 1];
 	unsigned int boot_delay_ms;
 	bool ignore_stop;
 	json_t *metadata;	/* object of strings, owned */
+
+	/* Restores only: the snapshot file to continue, else "". */
+	char snapshot[PATH_MAX];
+	bool verify_ram;	/* pass --verify-ram: the file was stored */
+	char id[SANDBOX_ID_LEN + 1];	/* "" for a new random id */
+	struct timespec created_at;	/* zero for now */
+	struct drained_batch *batch;	/* restore-drained run, or NULL */
 };
 
 /* A connection waiting for a sandbox event. */
@@ -68,7 +82,59 @@ struct exec_op {
 	struct conn *conn;
 	uint64_t seq;
 	uint64_t started_ns;
+	uint64_t timeout_ms;
+	bool sent;		/* false: held until a checkpoint ends */
+	char *command;		/* held commands only, malloc'd */
 	struct timer timer;	/* timeout_ms; unarmed when 0 */
+};
+
+enum sandbox_op_kind {
+	SANDBOX_OP_NONE = 0,
+	SANDBOX_OP_PAUSE,
+	SANDBOX_OP_RESUME,
+	SANDBOX_OP_SNAPSHOT,	/* for the API, or for a checkpoint drain */
+	SANDBOX_OP_CHECKPOINT,
+};
+
+enum checkpoint_phase {
+	CHECKPOINT_SAVE = 0,	/* SNAPSHOT sent to the old VMM */
+	CHECKPOINT_SWITCH,	/* old VMM killed, waiting for its reap */
+	CHECKPOINT_RESTORE,	/* new VMM spawned, waiting for READY */
+};
+
+/*
+ * The pause, resume, snapshot or checkpoint in progress; a sandbox runs
+ * one at a time. Defined here so that sandbox.c and snapctl.c share it.
+ */
+struct sandbox_op {
+	enum sandbox_op_kind kind;
+	struct conn *conn;	/* NULL for the drain's own snapshot */
+	uint64_t seq;		/* of the PAUSE, RESUME or SNAPSHOT sent */
+	uint64_t started_ns;
+	bool was_paused;	/* paused before a snapshot or checkpoint */
+	bool overwrite;		/* replace an existing file at path */
+	bool for_drain;		/* the checkpoint drain policy saves it */
+	bool resuming;		/* RESUME sent after the snapshot */
+	bool done;		/* SNAPSHOT_DONE arrived */
+	int error;		/* 0 or the negative errno of the failure */
+	int status;		/* HTTP status of the failure */
+	char message[512];	/* the failure, for the response and log */
+	uint64_t bytes;		/* size of the saved file */
+	double save_ms;		/* SNAPSHOT sent to SNAPSHOT_DONE */
+
+	/* Checkpoint only. */
+	enum checkpoint_phase phase;
+	bool old_reaped;	/* the old VMM's exit was collected */
+	bool old_ctl_closed;	/* its control socket reached end of file */
+	bool abort;		/* killed during the switch: do not restore */
+	bool stop_deferred;	/* a stop to send to the new VMM */
+	bool new_ready;		/* the new VMM sent READY */
+	bool repause_done;	/* a paused sandbox is paused again */
+	uint64_t repause_seq;
+	pid_t old_pid;
+
+	char vmm_path[PATH_MAX];	/* what the VMM writes, in snapdir */
+	char path[PATH_MAX];		/* where sbxd moves it */
 };
 
 struct sandbox {
@@ -80,6 +146,7 @@ struct sandbox {
 	pid_t pid;
 	int pidfd;
 	int ctl_fd;
+	bool vmm_counted;	/* the VMM counts in sandbox_table.unreaped */
 	struct loop_req child_req;
 	struct loop_req ctl_req;
 
@@ -89,6 +156,9 @@ struct sandbox {
 	bool kill_sent;		/* SIGKILL sent */
 	bool force_stopping;	/* part of a force-stop */
 	bool removed;		/* out of the table; freed when idle */
+	bool deleted;		/* DELETE asked for it */
+	bool refused;		/* a restore whose file sbx-vmm rejected */
+	bool drain_done;	/* the checkpoint drain saved it or gave up */
 	bool have_exit_info;
 	struct sbx_exit_info exit_info;
 	int wait_code;		/* siginfo si_code of the reap */
@@ -98,8 +168,12 @@ struct sandbox {
 	uint64_t start_ns;		/* CLOCK_MONOTONIC at admission */
 	double ready_ms;
 	char dir[PATH_MAX];		/* STATE_DIR/sandboxes/ID */
+	/* dir/snapshots: the VMM's --snapshot-dir, owned by the VMM user */
+	char snapdir[PATH_MAX];
 
 	struct conn *create_conn;	/* waiting for READY */
+	struct sandbox_op op;
+	unsigned int checkpoints;	/* completed checkpoints */
 	TAILQ_HEAD(, sandbox_waiter) waiters;
 	TAILQ_HEAD(, exec_op) execs;
 	uint64_t next_seq;
@@ -172,10 +246,40 @@ int sandbox_delete(struct sbxd *d, struct sandbox *sb, struct conn *conn);
 int sandbox_force_stop_all(struct sbxd *d, struct conn *conn);
 /* SIGKILL every unreaped VMM at once; returns how many were signalled. */
 unsigned int sandbox_kill_all(struct sbxd *d);
+/* SIGKILL the sandbox's VMM now; reason goes to the log. */
+int sandbox_kill(struct sbxd *d, struct sandbox *sb, const char *reason);
+/*
+ * Send one control message to the sandbox's VMM without blocking.
+ * Returns 0 or a negative errno (-EAGAIN when its socket buffer is full).
+ */
+int sandbox_send_msg(struct sandbox *sb, uint32_t type, uint64_t seq,
+		     int64_t arg, const char *payload, size_t len);
+/*
+ * Spawn the VMM of sb from sb->params (booting the guest or restoring
+ * params.snapshot), watch its pidfd and control socket and count it as
+ * unreaped. Returns 0 or a negative errno with msg filled.
+ */
+int sandbox_spawn(struct sbxd *d, struct sandbox *sb, const char *restore,
+		  bool verify_ram, char *msg, size_t msglen);
+/* Send the exec requests held during a checkpoint, in order. */
+void sandbox_send_held_execs(struct sbxd *d, struct sandbox *sb);
+/*
+ * Close the pidfd and control socket of sb's VMM, whose exit sbxd has
+ * collected, and stop counting it; idempotent.
+ */
+void sandbox_forget_vmm(struct sbxd *d, struct sandbox *sb);
+/*
+ * End sb for good after its VMM exited: state, counters, waiting
+ * requests, the operation in progress. sb->wait_code and wait_status
+ * must hold how the VMM ended.
+ */
+void sandbox_reaped(struct sbxd *d, struct sandbox *sb);
 /* Remove every sandbox directory under STATE_DIR/sandboxes. */
 int sandbox_remove_leftovers(const char *state_dir);
 
 json_t *sandbox_to_json(const struct sandbox *sb);
+/* Write ts as RFC 3339 UTC with milliseconds, as in created_at. */
+void sandbox_format_time(const struct timespec *ts, char *out, size_t len);
 
 void sandbox_on_child(struct sbxd *d, struct loop_req *req, int res);
 void sandbox_on_control(struct sbxd *d, struct loop_req *req, int res);

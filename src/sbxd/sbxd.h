@@ -14,6 +14,7 @@
 #include "sbxd/config.h"
 #include "sbxd/conn.h"
 #include "sbxd/drain.h"
+#include "sbxd/drained.h"
 #include "sbxd/gate.h"
 #include "sbxd/loop.h"
 #include "sbxd/metrics.h"
@@ -42,12 +43,14 @@ struct sbxd {
 	struct sandbox_table sandboxes;
 	struct conn_table conns;
 	struct drain drain;
+	struct drained_state drained;
 	struct metrics metrics;
 	struct notify notify;
 
 	int lock_fd;
 	char sock_path[PATH_MAX];
 	int signal_fd;
+	int self_pidfd;		/* for spawned VMMs to check that sbxd lives */
 
 	struct closer closers[SBXD_CLOSER_MAX];	/* in opening order */
 	int nclosers;

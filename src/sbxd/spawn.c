@@ -3,7 +3,9 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <linux/sched.h>
@@ -17,21 +19,35 @@
 #include "sbxd/spawn.h"
 #include "sbxd/vmm_proto.h"
 
-#define SPAWN_ARGV_MAX 20
+#define SPAWN_ARGV_MAX 24
+
+/*
+ * True while sbxd lives. In a new PID namespace getppid() returns 0, so
+ * the child asks sbxd's pidfd, which turns readable once sbxd exited.
+ */
+static bool parent_alive(int parent_pidfd, pid_t parent)
+{
+	struct pollfd pfd = { .fd = parent_pidfd, .events = POLLIN };
+
+	if (parent_pidfd < 0)
+		return getppid() == parent;
+	return poll(&pfd, 1, 0) == 0;
+}
 
 /* Runs in the forked child: only async-signal-safe calls, then exec. */
 static void __attribute__((noreturn))
 child_exec(const char *vmm, char *const argv[], int ctl_fd, int console_fd,
-	   int null_fd, pid_t parent)
+	   int null_fd, int parent_pidfd, pid_t parent)
 {
 	static const char exec_failed[] = "sbxd: failed to exec sbx-vmm\n";
 	sigset_t empty;
 
 	/*
-	 * Die with sbxd. If sbxd died before the prctl, the parent has
-	 * changed already and the child must not run on.
+	 * Die with sbxd. If sbxd died before the prctl, the child must not
+	 * run on.
 	 */
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 ||
+	    !parent_alive(parent_pidfd, parent))
 		_exit(SBX_VMM_STATUS_ERROR);
 
 	/*
@@ -92,22 +108,33 @@ int spawn_vmm(const struct spawn_request *request, struct spawn_result *out)
 	argv[argc++] = (char *)"sbx-vmm";
 	argv[argc++] = (char *)"--control-fd";
 	argv[argc++] = (char *)"3";
-	argv[argc++] = (char *)"--guest";
-	argv[argc++] = (char *)request->guest;
-	argv[argc++] = (char *)"--memory-mib";
-	argv[argc++] = memory;
 	argv[argc++] = (char *)"--id";
 	argv[argc++] = (char *)request->id;
-	if (request->args[0]) {
-		argv[argc++] = (char *)"--args";
-		argv[argc++] = (char *)request->args;
+	if (request->snapshot_dir) {
+		argv[argc++] = (char *)"--snapshot-dir";
+		argv[argc++] = (char *)request->snapshot_dir;
 	}
-	if (request->boot_delay_ms) {
-		argv[argc++] = (char *)"--boot-delay-ms";
-		argv[argc++] = delay;
+	if (request->restore) {
+		argv[argc++] = (char *)"--restore";
+		argv[argc++] = (char *)request->restore;
+		if (request->verify_ram)
+			argv[argc++] = (char *)"--verify-ram";
+	} else {
+		argv[argc++] = (char *)"--guest";
+		argv[argc++] = (char *)request->guest;
+		argv[argc++] = (char *)"--memory-mib";
+		argv[argc++] = memory;
+		if (request->args[0]) {
+			argv[argc++] = (char *)"--args";
+			argv[argc++] = (char *)request->args;
+		}
+		if (request->boot_delay_ms) {
+			argv[argc++] = (char *)"--boot-delay-ms";
+			argv[argc++] = delay;
+		}
+		if (request->ignore_stop)
+			argv[argc++] = (char *)"--ignore-stop";
 	}
-	if (request->ignore_stop)
-		argv[argc++] = (char *)"--ignore-stop";
 	argv[argc] = NULL;
 
 	console_fd = open(request->console_path,
@@ -133,10 +160,14 @@ int spawn_vmm(const struct spawn_request *request, struct spawn_result *out)
 	 * clone3 with CLONE_PIDFD returns the pidfd with the fork, so no
 	 * step can fail after the child exists. The child only makes
 	 * async-signal-safe calls before exec, so skipping glibc's fork
-	 * handlers is safe.
+	 * handlers is safe. As root, the VMM gets its own PID namespace, in
+	 * which it cannot see or signal any other process; sbxd still
+	 * signals it through the pidfd.
 	 */
 	memset(&args, 0, sizeof(args));
 	args.flags = CLONE_PIDFD;
+	if (geteuid() == 0 && request->parent_pidfd >= 0)
+		args.flags |= CLONE_NEWPID;
 	args.pidfd = (uint64_t)(uintptr_t)&pidfd;
 	args.exit_signal = SIGCHLD;
 	pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
@@ -146,7 +177,7 @@ int spawn_vmm(const struct spawn_request *request, struct spawn_result *out)
 	}
 	if (pid == 0)
 		child_exec(request->vmm, argv, pair[1], console_fd, null_fd,
-			   parent);
+			   request->parent_pidfd, parent);
 
 	close(pair[1]);
 	close(null_fd);

@@ -15,6 +15,19 @@ struct spawn_request {
 	unsigned int boot_delay_ms;
 	bool ignore_stop;
 	const char *console_path;	/* stdout and stderr, appended */
+	/*
+	 * A snapshot file to continue with --restore, or NULL to boot the
+	 * guest. The file sets guest, memory, args, boot delay and
+	 * ignore_stop, so those are not passed with it.
+	 */
+	const char *restore;
+	bool verify_ram;		/* --verify-ram, with restore only */
+	const char *snapshot_dir;	/* --snapshot-dir, or NULL */
+	/*
+	 * A pidfd of sbxd itself, or -1. A VMM in its own PID namespace sees
+	 * parent pid 0, so the child checks that sbxd lives through this.
+	 */
+	int parent_pidfd;
 };
 
 struct spawn_result {
@@ -23,7 +36,10 @@ struct spawn_result {
 	int ctl_fd;	/* sbxd's end of the socketpair: CLOEXEC, NONBLOCK */
 };
 
-/* Returns 0 or a negative errno; nothing is left open on failure. */
+/*
+ * Spawn sbx-vmm. As root, it becomes pid 1 of a new PID namespace.
+ * Returns 0 or a negative errno; nothing is left open on failure.
+ */
 int spawn_vmm(const struct spawn_request *request, struct spawn_result *out);
 
 #endif
