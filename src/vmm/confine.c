@@ -271,19 +271,22 @@ static int start_kvm_workers(struct vmm *vmm, char *err, size_t err_size)
 	return 0;
 }
 
-/* Empty the bounding set (needs CAP_SETPCAP) and the ambient set. */
+/*
+ * Empty the bounding set and the ambient set. The bounding set needs
+ * CAP_SETPCAP, which root has; a non-root process without it keeps its
+ * bounding set, and no_new_privs keeps it from gaining anything from it.
+ */
 static int drop_capability_sets(bool root, char *err, size_t err_size)
 {
-	if (root) {
-		for (unsigned long cap = 0;; cap++) {
-			if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == 0)
-				continue;
-			if (errno == EINVAL && cap > 0)
-				break; /* past the kernel's last capability */
-			return fail(err, err_size,
-				    "failed to drop capability %lu from the "
-				    "bounding set: %s", cap, strerror(errno));
-		}
+	for (unsigned long cap = 0;; cap++) {
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == 0)
+			continue;
+		if (errno == EINVAL && cap > 0)
+			break; /* past the kernel's last capability */
+		if (errno == EPERM && !root)
+			break;
+		return fail(err, err_size, "failed to drop capability %lu "
+			    "from the bounding set: %s", cap, strerror(errno));
 	}
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0))
 		return fail(err, err_size,

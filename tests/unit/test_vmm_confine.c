@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <linux/capability.h>
 #include <linux/sched.h>
 #include <poll.h>
 #include <pwd.h>
@@ -718,25 +719,58 @@ Test(confine, missing_user_reported)
 }
 
 /*
- * Start sbx-vmm --control-fd 3 in a new PID namespace: clone3 with
- * CLONE_NEWPID, which is how sbxd spawns it when it runs as root.
+ * In a forked child: become user `pw` but keep CAP_DAC_OVERRIDE as an
+ * ambient capability, so that sbx-vmm, started unprivileged, can still
+ * open /dev/kvm (mode 0600 here). sbx-vmm must drop that capability
+ * itself. Exits 126 on failure.
  */
-static struct child *start_in_pid_ns(void)
+static void become_user_with_kvm(const struct passwd *pw)
 {
-	static const char *const argv[] = { "sbx-vmm", "--control-fd", "3",
-					    NULL };
-	struct clone_args args = { .flags = CLONE_NEWPID,
+	struct __user_cap_header_struct header = {
+		.version = _LINUX_CAPABILITY_VERSION_3,
+	};
+	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+	uint32_t bit = 1u << CAP_DAC_OVERRIDE;
+
+	memset(data, 0, sizeof(data));
+	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) || setgroups(0, NULL) ||
+	    setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) ||
+	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid))
+		_exit(126);
+	data[0].effective = data[0].permitted = data[0].inheritable = bit;
+	if (syscall(SYS_capset, &header, data) ||
+	    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_DAC_OVERRIDE, 0,
+		  0))
+		_exit(126);
+}
+
+/*
+ * Start sbx-vmm --control-fd 3 with `argv` through clone3 with
+ * `clone_flags`, as user `pw` (with become_user_with_kvm()) unless it is
+ * NULL.
+ */
+static struct child *start_with(const char *const *argv,
+				 uint64_t clone_flags,
+				 const struct passwd *pw)
+{
+	const char *full[16] = { "sbx-vmm", "--control-fd", "3" };
+	struct clone_args args = { .flags = clone_flags,
 				   .exit_signal = SIGCHLD };
 	struct child *c = add_child();
-	int sv[2], err_pipe[2];
+	int sv[2], err_pipe[2], n = 3;
 	pid_t pid;
 
+	for (; argv && *argv; argv++) {
+		cr_assert_lt(n, 15, "too many flags");
+		full[n++] = *argv;
+	}
+	full[n] = NULL;
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv),
 		     0, "socketpair: %s", strerror(errno));
 	cr_assert_eq(pipe2(err_pipe, O_CLOEXEC), 0, "pipe2: %s",
 		     strerror(errno));
 	pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
-	cr_assert_geq(pid, 0, "clone3(CLONE_NEWPID): %s", strerror(errno));
+	cr_assert_geq(pid, 0, "clone3: %s", strerror(errno));
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (sv[1] == 3)
@@ -744,7 +778,9 @@ static struct child *start_in_pid_ns(void)
 		else
 			dup2(sv[1], 3);
 		dup2(err_pipe[1], 2);
-		execv(VMM_PATH, (char *const *)argv);
+		if (pw)
+			become_user_with_kvm(pw);
+		execv(VMM_PATH, (char *const *)full);
 		_exit(127);
 	}
 	close(sv[1]);
@@ -764,7 +800,7 @@ Test(confine, runs_as_pid_1_of_own_namespace)
 	gid_t gid;
 
 	require_root_and_user(&uid, &gid);
-	c = start_in_pid_ns();
+	c = start_with(NULL, CLONE_NEWPID, NULL);
 	expect_ready(c);
 
 	read_link("/proc/self/ns/pid", mine, sizeof(mine));
@@ -810,10 +846,7 @@ static int run_as_user(const struct passwd *pw, const char *const *argv,
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(pipefd[1], 1);
 		dup2(pipefd[1], 2);
-		if (setgroups(0, NULL) ||
-		    setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) ||
-		    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid))
-			_exit(126);
+		become_user_with_kvm(pw);
 		execv(VMM_PATH, (char *const *)full);
 		_exit(127);
 	}
@@ -825,22 +858,16 @@ static int run_as_user(const struct passwd *pw, const char *const *argv,
 				    128 + WTERMSIG(wstatus);
 }
 
-/* True when user `pw` may open /dev/kvm for reading and writing. */
-static bool kvm_open_as(const struct passwd *pw)
+static const struct passwd *require_nobody(void)
 {
-	int wstatus;
-	pid_t pid = fork();
+	const struct passwd *pw;
 
-	cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-	if (pid == 0) {
-		if (setgroups(0, NULL) ||
-		    setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) ||
-		    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid))
-			_exit(2);
-		_exit(open("/dev/kvm", O_RDWR | O_CLOEXEC) < 0);
-	}
-	cr_assert_eq(waitpid(pid, &wstatus, 0), pid);
-	return WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0;
+	if (geteuid() != 0)
+		cr_skip_test("skipped: the test runs sbx-vmm as user nobody "
+			     "and needs root to change to it");
+	pw = getpwnam("nobody");
+	cr_assert_not_null(pw, "user nobody is missing");
+	return pw;
 }
 
 Test(confine, unprivileged_vmm_still_filtered)
@@ -848,18 +875,9 @@ Test(confine, unprivileged_vmm_still_filtered)
 	const char *echo[] = { "--confine", "--", "echo", "hi", NULL };
 	const char *bad[] = { "--confine", "--test-forbidden-syscall",
 			      "socket", "--", "echo", "hi", NULL };
-	struct passwd *pw;
+	const struct passwd *pw = require_nobody();
 	char *out;
 	int status;
-
-	if (geteuid() != 0)
-		cr_skip_test("skipped: the test runs sbx-vmm as user nobody "
-			     "and needs root to change to it");
-	pw = getpwnam("nobody");
-	cr_assert_not_null(pw, "user nobody is missing");
-	if (!kvm_open_as(pw))
-		cr_skip_test("skipped: /dev/kvm is not open to user nobody "
-			     "here, so sbx-vmm cannot run unprivileged");
 
 	status = run_as_user(pw, echo, &out);
 	cr_assert_eq(status, 0, "status %d; output: %s", status, out);
@@ -872,4 +890,27 @@ Test(confine, unprivileged_vmm_still_filtered)
 	cr_assert_eq(status, 128 + SIGSYS, "status %d; output: %s", status,
 		     out);
 	free(out);
+}
+
+Test(confine, unprivileged_vmm_drops_capability)
+{
+	static const char zero[] = "0000000000000000";
+	const struct passwd *pw = require_nobody();
+	char want[64];
+	struct child *c;
+
+	/* It starts with CAP_DAC_OVERRIDE (ambient) and must end with no
+	 * capability, though it cannot change its user. */
+	c = start_with(NULL, 0, pw);
+	expect_ready(c);
+	snprintf(want, sizeof(want), "%u\t%u\t%u\t%u", pw->pw_uid,
+		 pw->pw_uid, pw->pw_uid, pw->pw_uid);
+	expect_field(c->pid, "Uid", want);
+	expect_field(c->pid, "CapInh", zero);
+	expect_field(c->pid, "CapPrm", zero);
+	expect_field(c->pid, "CapEff", zero);
+	expect_field(c->pid, "CapAmb", zero);
+	expect_field(c->pid, "NoNewPrivs", "1");
+	expect_field(c->pid, "Seccomp", "2");
+	exec(c, 1, "echo unprivileged", "unprivileged");
 }
