@@ -32,7 +32,9 @@ ensure_vmm_user() {
 		return 0
 	fi
 	echo "install-deps: creating system user $VMM_USER"
-	$run useradd --system --no-create-home --shell /usr/sbin/nologin "$VMM_USER"
+	# useradd lives in /usr/sbin, which a non-login PATH may lack.
+	$run env PATH="$PATH:/usr/sbin:/sbin" useradd --system --no-create-home \
+		--shell /usr/sbin/nologin "$VMM_USER"
 }
 
 ensure_vmm_user
