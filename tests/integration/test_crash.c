@@ -42,9 +42,12 @@
 #define SMALL_BODY "{\"memory_mib\":8}"
 /* The guest waits a minute before READY, so the start is in flight. */
 #define SLOW_BODY "{\"memory_mib\":8,\"boot_delay_ms\":60000}"
-/* Enough written guest memory that writing the snapshot takes a while. */
-#define SNAP_MEMORY_BODY "{\"memory_mib\":64}"
-#define SNAP_TOUCH "touch 48"
+/*
+ * Written guest memory gives the snapshot data to write: with 8 MiB, each
+ * of the 20 kills found the file still being written on this host.
+ */
+#define SNAP_MEMORY_BODY "{\"memory_mib\":16}"
+#define SNAP_TOUCH "touch 8"
 
 struct crash_run {
 	struct sbxd_proc *victim;	/* the running sbxd */
@@ -55,6 +58,7 @@ struct crash_run {
 	size_t n_victim_ids;
 	bool snapshots;			/* the mid-snapshot case runs */
 	int mid_write_kills;		/* kills that found a partial file */
+	int cut_writes;			/* kills that left a partial file */
 	int restored;			/* snapshot files checked by restore */
 };
 
@@ -359,6 +363,8 @@ static void assert_fresh_pins(const struct sbxd_proc *p)
 /*
  * No sandbox dir of the victim may survive, unless it keeps a snapshot
  * that the test asked for, and no partial snapshot may survive at all.
+ * NOTE: a finished snapshot may be kept or removed by the next sbxd;
+ * which one is right is not documented yet, so both pass.
  */
 static void assert_no_stale_dirs(struct crash_run *run, struct sbxd_proc *p)
 {
@@ -404,6 +410,13 @@ static void crash_recover(struct crash_run *run, int iteration)
 		  "file after SIGKILL, so the next sbxd cannot know",
 		  iteration);
 	assert_snapshots_restore(run, old, "after the kill");
+	if (run->snapshots) {
+		struct file_census census;
+
+		census_take(old->state_dir, &census);
+		if (census.partial)
+			run->cut_writes++;
+	}
 
 	ret = sbxd_start_shared(next, &owner, sbxd_args(), NULL);
 	if (ret)
@@ -576,7 +589,26 @@ static bool wait_snapshot_file(struct crash_run *run, int before_final)
 	}
 }
 
-/* (c) SIGKILL while a guest with written memory is being saved. */
+/* The pid of the VMM of @id, from GET /v1/sandboxes/ID. */
+static pid_t sandbox_pid(struct sbxd_proc *p, const char *id)
+{
+	json_t *sandbox = sbx_get(p, id);
+	json_t *pid = json_object_get(sandbox, "pid");
+	pid_t result;
+
+	cr_assert(json_is_integer(pid), "sandbox %s has no integer pid", id);
+	result = (pid_t)json_integer_value(pid);
+	json_decref(sandbox);
+	return result;
+}
+
+/*
+ * (c) SIGKILL while a guest with written memory is being saved. A VMM
+ * dies only once the kernel delivers its parent-death signal after sbxd
+ * has exited, which can come after the write finished. So every other
+ * iteration kills the VMM at the same moment too, as a crash of the
+ * whole node would, and cuts the write short.
+ */
 Test(crash, kill_mid_snapshot, .timeout = 240)
 {
 	static struct http_async snap;
@@ -585,6 +617,7 @@ Test(crash, kill_mid_snapshot, .timeout = 240)
 	struct http_resp resp;
 	char path[128];
 	int status, ret;
+	pid_t vmm;
 
 	crash_start(&run);
 	create_live(&run, SNAP_MEMORY_BODY);
@@ -603,6 +636,7 @@ Test(crash, kill_mid_snapshot, .timeout = 240)
 
 	for (int i = 0; i < ITERATIONS; i++) {
 		touch_memory(&run, i);
+		vmm = sandbox_pid(run.victim, run.live_id);
 		census_take(run.victim->state_dir, &census);
 		record_victim_ids(&run);
 		snprintf(path, sizeof(path), "/v1/sandboxes/%s/snapshot",
@@ -613,6 +647,12 @@ Test(crash, kill_mid_snapshot, .timeout = 240)
 		if (wait_snapshot_file(&run, census.final))
 			run.mid_write_kills++;
 		cr_assert_eq(sbxd_signal(run.victim, SIGKILL), 0);
+		/*
+		 * The VMM is a child of sbxd and then of this subreaper, so
+		 * its pid cannot be reused before the harness reaps it.
+		 */
+		if (i % 2)
+			kill(vmm, SIGKILL);
 		ret = http_request_join(&snap, &resp);
 		cr_assert(ret < 0 || (ret >= 200 && ret < 300),
 			  "iteration %d: the snapshot returned %d: %s", i,
@@ -620,8 +660,9 @@ Test(crash, kill_mid_snapshot, .timeout = 240)
 		http_resp_free(&resp);
 		crash_recover(&run, i);
 	}
-	cr_log_info("kill_mid_snapshot: %d of %d kills found a partial "
-		    "snapshot file; %d snapshot files restored",
-		    run.mid_write_kills, ITERATIONS, run.restored);
+	cr_log_info("kill_mid_snapshot: %d of %d kills came while a snapshot "
+		    "file was being written, %d cut the write short; %d "
+		    "snapshot files restored", run.mid_write_kills,
+		    ITERATIONS, run.cut_writes, run.restored);
 	crash_finish(&run);
 }
