@@ -154,7 +154,7 @@ static bool is_state_file(const char *name)
 	       strcmp(name, "sbxd.lock") == 0;
 }
 
-/* Calls fn for each regular file under dir, recursively. */
+/* Call @fn for each regular file under @dir, recursively. */
 static void walk_files(const char *dir,
 		       void (*fn)(const char *path, const char *name,
 				  void *arg),
