@@ -272,9 +272,9 @@ static int start_kvm_workers(struct vmm *vmm, char *err, size_t err_size)
 }
 
 /*
- * Empty the bounding set and the ambient set. The bounding set needs
- * CAP_SETPCAP, which root has; a non-root process without it keeps its
- * bounding set, and no_new_privs keeps it from gaining anything from it.
+ * Empty the bounding set and the ambient set. Emptying the bounding set
+ * needs CAP_SETPCAP, which root has. A non-root process without it keeps
+ * its bounding set, but no_new_privs keeps it from gaining anything.
  */
 static int drop_capability_sets(bool root, char *err, size_t err_size)
 {
