@@ -3,6 +3,7 @@
 #include "addr.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -132,13 +133,41 @@ bad_host:
 	return -EINVAL;
 }
 
+/* Length of a URI scheme such as "ftp" before a ':' at text, or 0. */
+static size_t scheme_len(const char *text)
+{
+	size_t i = 0;
+
+	if (!isalpha((unsigned char)text[0]))
+		return 0;
+	while (isalnum((unsigned char)text[i]) || text[i] == '+' ||
+	       text[i] == '-' || text[i] == '.')
+		i++;
+	return text[i] == ':' ? i : 0;
+}
+
 int addr_parse(const char *text, struct ctl_addr *addr, char *err,
 	       size_t err_len)
 {
+	size_t scheme;
+
+	if (text[0] == '\0') {
+		snprintf(err, err_len,
+			 "empty socket address; use PATH, unix:PATH or tcp:127.0.0.1:PORT");
+		return -EINVAL;
+	}
 	if (strncmp(text, "tcp:", 4) == 0)
 		return parse_tcp(text, text + 4, addr, err, err_len);
 	if (strncmp(text, "unix:", 5) == 0)
 		return parse_unix(text + 5, addr, err, err_len);
+	/* "ftp:x" is a scheme; write "./ftp:x" for such a file name. */
+	scheme = scheme_len(text);
+	if (scheme) {
+		snprintf(err, err_len,
+			 "unknown scheme '%.*s' in socket address '%s': use PATH, unix:PATH or tcp:127.0.0.1:PORT",
+			 (int)scheme, text, text);
+		return -EINVAL;
+	}
 	return parse_unix(text, addr, err, err_len);
 }
 

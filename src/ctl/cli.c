@@ -25,43 +25,50 @@ struct option_spec {
 	long long min;		/* OPT_INT and OPT_DURATION only */
 	/* OPT_INT and OPT_DURATION: what a valid value looks like. */
 	const char *value_hint;
+	long long max;		/* OPT_INT: 0 means INT32_MAX */
 };
 
 #define FIELD(name) offsetof(struct cli, name)
 
 static const struct option_spec global_options[] = {
-	{ "socket", 0, OPT_STRING, FIELD(socket), 0, NULL },
-	{ "json", 0, OPT_FLAG, FIELD(json), 0, NULL },
-	{ "help", 'h', OPT_FLAG, FIELD(help), 0, NULL },
+	{ "socket", 0, OPT_STRING, FIELD(socket), 0, NULL, 0 },
+	{ "json", 0, OPT_FLAG, FIELD(json), 0, NULL, 0 },
+	{ "help", 'h', OPT_FLAG, FIELD(help), 0, NULL, 0 },
 };
 
 static const struct option_spec create_options[] = {
-	{ "memory-mib", 0, OPT_INT, FIELD(memory_mib), 1,
-	  "a whole number of MiB, at least 1, such as 64" },
-	{ "guest", 0, OPT_STRING, FIELD(guest), 0, NULL },
-	{ "args", 0, OPT_STRING, FIELD(args), 0, NULL },
+	/* sbxd's range for memory_mib. */
+	{ "memory-mib", 0, OPT_INT, FIELD(memory_mib), 4,
+	  "a whole number of MiB from 4 to 4096, such as 64", 4096 },
+	{ "snapshot", 0, OPT_STRING, FIELD(snapshot), 0, NULL, 0 },
+	{ "guest", 0, OPT_STRING, FIELD(guest), 0, NULL, 0 },
+	{ "args", 0, OPT_STRING, FIELD(args), 0, NULL, 0 },
 	{ "boot-delay-ms", 0, OPT_INT, FIELD(boot_delay_ms), 0,
-	  "a whole number of milliseconds, such as 500" },
-	{ "ignore-stop", 0, OPT_FLAG, FIELD(ignore_stop), 0, NULL },
-	{ "meta", 0, OPT_META, FIELD(meta), 0, NULL },
-	{ "quiet", 'q', OPT_FLAG, FIELD(quiet), 0, NULL },
+	  "a whole number of milliseconds, such as 500", 0 },
+	{ "ignore-stop", 0, OPT_FLAG, FIELD(ignore_stop), 0, NULL, 0 },
+	{ "meta", 0, OPT_META, FIELD(meta), 0, NULL, 0 },
+	{ "quiet", 'q', OPT_FLAG, FIELD(quiet), 0, NULL, 0 },
 };
 
 static const struct option_spec exec_options[] = {
 	{ "timeout-ms", 0, OPT_INT, FIELD(timeout_ms), 0,
-	  "a whole number of milliseconds, such as 5000 (0 waits forever)" },
+	  "a whole number of milliseconds, such as 5000 (0 waits forever)", 0 },
 };
 
 static const struct option_spec stop_options[] = {
 	{ "grace-ms", 0, OPT_INT, FIELD(grace_ms), 0,
-	  "a whole number of milliseconds, such as 10000" },
+	  "a whole number of milliseconds, such as 10000", 0 },
+};
+
+static const struct option_spec snapshot_options[] = {
+	{ "overwrite", 0, OPT_FLAG, FIELD(overwrite), 0, NULL, 0 },
 };
 
 static const struct option_spec node_options[] = {
-	{ "watch", 'w', OPT_FLAG, FIELD(watch), 0, NULL },
-	{ "instance", 0, OPT_STRING, FIELD(instance), 0, NULL },
+	{ "watch", 'w', OPT_FLAG, FIELD(watch), 0, NULL, 0 },
+	{ "instance", 0, OPT_STRING, FIELD(instance), 0, NULL, 0 },
 	{ "interval", 0, OPT_DURATION, FIELD(interval_ms), 1,
-	  "a duration of at least 1ms, such as 200ms, 2s or 1m" },
+	  "a duration of at least 1ms, such as 200ms, 2s or 1m", 0 },
 };
 
 struct command_spec {
@@ -70,6 +77,7 @@ struct command_spec {
 	const struct option_spec *options;
 	size_t option_count;
 	bool takes_id;
+	bool takes_path;	/* an optional PATH after the ID */
 	const char *synopsis;	/* what follows "sbxctl NAME" */
 	const char *summary;
 	const char *details;	/* option list and notes, may be NULL */
@@ -78,9 +86,10 @@ struct command_spec {
 #define OPTIONS(list) list, sizeof(list) / sizeof((list)[0])
 
 static const struct command_spec commands[] = {
-	{ "create", CLI_CREATE, OPTIONS(create_options), false,
+	{ "create", CLI_CREATE, OPTIONS(create_options), false, false,
 	  "[--memory-mib N] [--guest PATH] [--args S] [--boot-delay-ms N]\n"
-	  "              [--ignore-stop] [--meta KEY=VALUE]... [--quiet]",
+	  "              [--ignore-stop] [--snapshot PATH] [--meta KEY=VALUE]...\n"
+	  "              [--quiet]",
 	  "Start a sandbox and wait until its guest is ready.",
 	  "  --memory-mib N     guest RAM in MiB (server default: 16)\n"
 	  "  --guest PATH       guest ELF to run (server default: sbx-agent);\n"
@@ -91,12 +100,15 @@ static const struct command_spec commands[] = {
 	  "                     ready, to test slow starts\n"
 	  "  --ignore-stop      make the guest ignore graceful stop requests,\n"
 	  "                     to test forced stops\n"
+	  "  --snapshot PATH    restore a snapshot file instead of booting; the\n"
+	  "                     file sets the guest, its memory and arguments,\n"
+	  "                     so only --meta and --quiet go with it\n"
 	  "  --meta KEY=VALUE   attach metadata; repeat for more keys\n"
 	  "  -q, --quiet        print only the new sandbox's ID\n" },
-	{ "ls", CLI_LS, NULL, 0, false, "",
+	{ "ls", CLI_LS, NULL, 0, false, false, "",
 	  "List sandboxes: ID STATE PID MEM READY_MS AGE.", NULL },
-	{ "get", CLI_GET, NULL, 0, true, "ID", "Show one sandbox.", NULL },
-	{ "exec", CLI_EXEC, OPTIONS(exec_options), true,
+	{ "get", CLI_GET, NULL, 0, true, false, "ID", "Show one sandbox.", NULL },
+	{ "exec", CLI_EXEC, OPTIONS(exec_options), true, false,
 	  "ID [--timeout-ms N] [--] CMD [ARG...]",
 	  "Run a command in a sandbox; exit with its exit code.",
 	  "  --timeout-ms N  give up on the command after N ms\n"
@@ -104,13 +116,31 @@ static const struct command_spec commands[] = {
 	  "CMD and its ARGs are joined with spaces. Options end at \"--\" or at\n"
 	  "CMD, whichever comes first. sbx-agent runs: echo ARGS, sleep MS,\n"
 	  "spin MS, touch MIB, counter, exit CODE, crash.\n" },
-	{ "stop", CLI_STOP, OPTIONS(stop_options), true, "ID [--grace-ms N]",
+	{ "stop", CLI_STOP, OPTIONS(stop_options), true, false, "ID [--grace-ms N]",
 	  "Ask the guest to stop; kill it if it has not stopped in time.",
 	  "  --grace-ms N  how long to wait before the kill\n"
 	  "                (server default: 10000)\n" },
-	{ "kill", CLI_KILL, NULL, 0, true, "ID",
+	{ "kill", CLI_KILL, NULL, 0, true, false, "ID",
 	  "Kill a sandbox now (HTTP DELETE).", NULL },
-	{ "node", CLI_NODE, OPTIONS(node_options), false,
+	{ "pause", CLI_PAUSE, NULL, 0, true, false, "ID",
+	  "Stop a sandbox's vCPU; it keeps its memory and uses no CPU.",
+	  NULL },
+	{ "resume", CLI_RESUME, NULL, 0, true, false, "ID",
+	  "Let a paused sandbox run again.", NULL },
+	{ "snapshot", CLI_SNAPSHOT, OPTIONS(snapshot_options), true, true,
+	  "ID [PATH] [--overwrite]",
+	  "Save a sandbox to a snapshot file; a running one runs on.",
+	  "  --overwrite  replace an existing file at PATH\n"
+	  "\n"
+	  "PATH must be in an existing directory on the file system of sbxd's\n"
+	  "state directory; a relative PATH is taken from the current\n"
+	  "directory. Without PATH, sbxd saves to the sandbox's directory,\n"
+	  "which is removed with the sandbox. Restore with\n"
+	  "'sbxctl create --snapshot PATH'.\n" },
+	{ "checkpoint", CLI_CHECKPOINT, NULL, 0, true, false, "ID",
+	  "Move a sandbox into a new VMM process; it keeps its ID and memory.",
+	  NULL },
+	{ "node", CLI_NODE, OPTIONS(node_options), false, false,
 	  "[--watch [--instance NAME] [--interval DUR]]",
 	  "Show the node's state and counters.",
 	  "  -w, --watch      show one status line, redrawn in place on a\n"
@@ -121,9 +151,13 @@ static const struct command_spec commands[] = {
 	  "                   $SBXD_INSTANCE, else \"default\")\n"
 	  "  --interval DUR   time between reads: 500ms, 2s, 1m or 1h\n"
 	  "                   (default: 500ms)\n" },
-	{ "force-stop", CLI_FORCE_STOP, NULL, 0, false, "",
+	{ "force-stop", CLI_FORCE_STOP, NULL, 0, false, false, "",
 	  "Force-stop every live sandbox; safe to repeat.", NULL },
-	{ "help", CLI_HELP, NULL, 0, false, "[COMMAND]",
+	{ "restore-drained", CLI_RESTORE_DRAINED, NULL, 0, false, false, "",
+	  "Restore the sandboxes that a checkpoint drain saved.",
+	  "sbxd restores every sandbox listed in STATE_DIR/drained.json under\n"
+	  "its old ID, and prints those restored and those that failed.\n" },
+	{ "help", CLI_HELP, NULL, 0, false, false, "[COMMAND]",
 	  "Show help for a command.", NULL },
 };
 
@@ -193,7 +227,7 @@ static int parse_int(const struct option_spec *opt, const char *text,
 	errno = 0;
 	value = strtoll(text, &end, 10);
 	if (*text < '0' || *text > '9' || *end || errno ||
-	    value < opt->min || value > INT32_MAX) {
+	    value < opt->min || value > (opt->max ? opt->max : INT32_MAX)) {
 		snprintf(err, err_len, "invalid value '%s' for --%s: use %s",
 			 text, opt->name, opt->value_hint);
 		return -EINVAL;
@@ -400,6 +434,15 @@ static int take_positional(struct cli *cli, const struct command_spec *cmd,
 		cli->id = arg;
 		return 0;
 	}
+	if (cmd->takes_path && !cli->path) {
+		if (!*arg) {
+			snprintf(err, err_len, "empty PATH for '%s'",
+				 cmd->name);
+			return -EINVAL;
+		}
+		cli->path = arg;
+		return 0;
+	}
 	snprintf(err, err_len, "unexpected argument '%s' for '%s'", arg,
 		 cmd->name);
 	return -EINVAL;
@@ -461,6 +504,25 @@ static int check_complete(struct cli *cli, const struct command_spec *cmd,
 			 "invalid value '%s' for --instance: use the name "
 			 "given to sbxd --instance (%s)",
 			 cli->instance, DRAINMAP_INSTANCE_RULE);
+		return -EINVAL;
+	}
+	if (cli->snapshot && (cli->memory_mib != CLI_UNSET || cli->guest ||
+			      cli->args || cli->boot_delay_ms != CLI_UNSET ||
+			      cli->ignore_stop)) {
+		snprintf(err, err_len,
+			 "--snapshot cannot be combined with --memory-mib, "
+			 "--guest, --args, --boot-delay-ms or --ignore-stop: "
+			 "the snapshot file sets them");
+		return -EINVAL;
+	}
+	if (cli->snapshot && !*cli->snapshot) {
+		snprintf(err, err_len, "empty PATH for --snapshot");
+		return -EINVAL;
+	}
+	if (cli->socket && !*cli->socket) {
+		snprintf(err, err_len,
+			 "--socket needs an address: PATH, unix:PATH or "
+			 "tcp:127.0.0.1:PORT");
 		return -EINVAL;
 	}
 	if (cmd->command == CLI_EXEC && cli->exec_argc == 0) {
@@ -532,7 +594,7 @@ static void print_overview(FILE *out)
 	for (size_t i = 0; i < COMMAND_COUNT; i++) {
 		const struct command_spec *cmd = &commands[i];
 
-		fprintf(out, "  %-11s %s\n", cmd->name, cmd->summary);
+		fprintf(out, "  %-15s %s\n", cmd->name, cmd->summary);
 	}
 	fputs("\n", out);
 }
@@ -550,7 +612,8 @@ static void print_global_options(FILE *out)
 	      "\n"
 	      "Exit status: 0 on success, 1 when the request failed (the reason\n"
 	      "is printed on stderr), 2 for a usage error. exec exits with the\n"
-	      "command's exit code instead.\n",
+	      "command's exit code instead, also when the command ended the\n"
+	      "guest with it (such as 'exit 3').\n",
 	      out);
 }
 

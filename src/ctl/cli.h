@@ -15,8 +15,13 @@ enum cli_command {
 	CLI_EXEC,
 	CLI_STOP,
 	CLI_KILL,
+	CLI_PAUSE,
+	CLI_RESUME,
+	CLI_SNAPSHOT,
+	CLI_CHECKPOINT,
 	CLI_NODE,
 	CLI_FORCE_STOP,
+	CLI_RESTORE_DRAINED,
 	CLI_HELP,
 	CLI_VERSION,
 };
@@ -33,10 +38,11 @@ struct cli {
 	const char *socket;
 	bool json;
 
-	const char *id;			/* get, exec, stop, kill */
+	const char *id;			/* commands on one sandbox */
 
 	/* create */
 	long long memory_mib;
+	const char *snapshot;		/* --snapshot: restore this file */
 	const char *guest;
 	const char *args;
 	long long boot_delay_ms;
@@ -52,6 +58,10 @@ struct cli {
 
 	/* stop */
 	long long grace_ms;
+
+	/* snapshot */
+	const char *path;		/* where to save, NULL for the default */
+	bool overwrite;
 
 	/* node */
 	bool watch;

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,8 +42,33 @@ static const char *connect_hint(int err)
 	}
 }
 
+/* What a unix socket path is when it is not a socket, or NULL. */
+static const char *non_socket_kind(const struct ctl_addr *addr)
+{
+	const struct sockaddr_un *sun = (const struct sockaddr_un *)&addr->sa;
+	struct stat st;
+
+	if (addr->sa.ss_family != AF_UNIX || stat(sun->sun_path, &st) < 0 ||
+	    S_ISSOCK(st.st_mode))
+		return NULL;
+	if (S_ISDIR(st.st_mode))
+		return "a directory";
+	if (S_ISREG(st.st_mode))
+		return "a regular file";
+	return "not a socket";
+}
+
 void cmd_report_connect_error(const struct ctl_addr *addr, int err)
 {
+	const char *kind = non_socket_kind(addr);
+
+	if (kind) {
+		fprintf(stderr, "sbxctl: cannot connect to sbxd at %s (%s): "
+			"the path is %s, not a socket; point --socket or "
+			"SBXD_SOCKET at sbxd's socket, STATE_DIR/sbxd.sock\n",
+			addr->text, addr_source_name(addr->source), kind);
+		return;
+	}
 	fprintf(stderr, "sbxctl: cannot connect to sbxd at %s (%s): %s; %s\n",
 		addr->text, addr_source_name(addr->source), strerror(-err),
 		connect_hint(err));
@@ -118,6 +145,35 @@ static int exchange(const struct ctl_addr *addr, const struct ctl_request *req,
 	if (ret)
 		cmd_report_transfer_error(addr, ret);
 	return ret;
+}
+
+/*
+ * An exec whose command ended the guest, such as "exit 3", gets 409
+ * "exited" with the sandbox's exit object. Returns the guest's exit code
+ * to pass on, or -1 when the guest did not exit by itself.
+ */
+static int guest_exit_code(const struct http_response *resp)
+{
+	json_t *root, *error, *exit_info, *code;
+	int status = -1;
+
+	if (resp->status != 409 || !resp->body)
+		return -1;
+	root = json_loads(resp->body, 0, NULL);
+	error = json_object_get(root, "error");
+	exit_info = json_object_get(error, "exit");
+	code = json_object_get(exit_info, "exit_code");
+	if (json_is_string(json_object_get(error, "code")) &&
+	    strcmp(json_string_value(json_object_get(error, "code")),
+		   "exited") == 0 &&
+	    json_is_string(json_object_get(exit_info, "reason")) &&
+	    strcmp(json_string_value(json_object_get(exit_info, "reason")),
+		   "guest_exit") == 0 &&
+	    json_is_integer(code) && json_integer_value(code) >= 0 &&
+	    json_integer_value(code) <= 255)
+		status = (int)json_integer_value(code);
+	json_decref(root);
+	return status;
 }
 
 static void report_http_error(const struct http_response *resp)
@@ -219,7 +275,16 @@ static int print_result(const struct cli *cli, json_t *root)
 		return 0;
 	case CLI_STOP:
 	case CLI_KILL:
+	case CLI_PAUSE:
+	case CLI_RESUME:
+	case CLI_CHECKPOINT:
 		fmt_sandbox_summary(stdout, root);
+		return 0;
+	case CLI_SNAPSHOT:
+		fmt_snapshot(stdout, cli->id, root);
+		return 0;
+	case CLI_RESTORE_DRAINED:
+		fmt_restore_drained(stdout, root);
 		return 0;
 	case CLI_NODE:
 		fmt_node(stdout, root);
@@ -240,6 +305,12 @@ static int handle_response(const struct cli *cli,
 	int status;
 
 	if (resp->status < 200 || resp->status > 299) {
+		status = cli->command == CLI_EXEC ? guest_exit_code(resp) : -1;
+		if (status >= 0) {
+			fprintf(stderr, "sbxctl: the guest exited with code %d "
+				"and its sandbox ended\n", status);
+			return status;
+		}
 		report_http_error(resp);
 		return 1;
 	}

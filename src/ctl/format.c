@@ -419,11 +419,15 @@ void fmt_sandbox_detail(FILE *out, json_t *sandbox, int64_t now_ms)
 void fmt_sandbox_summary(FILE *out, json_t *sandbox)
 {
 	json_t *exit_info = json_object_get(sandbox, "exit");
+	json_t *pid = json_object_get(sandbox, "pid");
 	char id[CELL_MAX], state[CELL_MAX];
 
 	field_text(id, sizeof(id), sandbox, "id");
 	field_text(state, sizeof(state), sandbox, "state");
 	fprintf(out, "%s: %s", id, state);
+	if (json_is_integer(pid))
+		fprintf(out, ", pid %" JSON_INTEGER_FORMAT,
+			json_integer_value(pid));
 	if (json_is_object(exit_info)) {
 		fputs(" (", out);
 		print_exit(out, exit_info);
@@ -493,6 +497,7 @@ void fmt_node_line(char *buf, size_t len, json_t *node)
 void fmt_force_stop(FILE *out, json_t *result)
 {
 	json_t *stopped = json_object_get(result, "stopped");
+	json_t *already = json_object_get(result, "already_stopping");
 	json_t *failed = json_object_get(result, "failed");
 	char requested[CELL_MAX];
 	json_t *item;
@@ -501,7 +506,44 @@ void fmt_force_stop(FILE *out, json_t *result)
 	field_text(requested, sizeof(requested), result, "requested");
 	fprintf(out, "requested: %s\nstopped:   ", requested);
 	print_value(out, stopped ? stopped : json_null());
+	/* sbxd versions before the key existed do not send it. */
+	if (already) {
+		fprintf(out, "\nalready_stopping: ");
+		print_value(out, already);
+	}
 	fprintf(out, "\nfailed:    %s\n", json_array_size(failed) ? "" : "-");
+	json_array_foreach(failed, i, item) {
+		char id[CELL_MAX], error[CELL_MAX * 4];
+
+		field_text(id, sizeof(id), item, "id");
+		field_text(error, sizeof(error), item, "error");
+		fprintf(out, "  %s: %s\n", id, error);
+	}
+}
+
+void fmt_snapshot(FILE *out, const char *id, json_t *result)
+{
+	char path[CELL_MAX * 8], bytes[CELL_MAX];
+	json_t *ms = json_object_get(result, "ms");
+
+	field_text(path, sizeof(path), result, "path");
+	field_text(bytes, sizeof(bytes), result, "bytes");
+	fprintf(out, "saved %s to %s (%s bytes", id, path, bytes);
+	if (json_is_number(ms))
+		fprintf(out, ", %.1f ms", json_number_value(ms));
+	fputs(")\n", out);
+}
+
+void fmt_restore_drained(FILE *out, json_t *result)
+{
+	json_t *restored = json_object_get(result, "restored");
+	json_t *failed = json_object_get(result, "failed");
+	json_t *item;
+	size_t i;
+
+	fputs("restored: ", out);
+	print_value(out, restored ? restored : json_null());
+	fprintf(out, "\nfailed:   %s\n", json_array_size(failed) ? "" : "-");
 	json_array_foreach(failed, i, item) {
 		char id[CELL_MAX], error[CELL_MAX * 4];
 

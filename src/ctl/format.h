@@ -24,7 +24,10 @@ int fmt_sandbox_table(FILE *out, json_t *sandboxes, int64_t now_ms);
 /* Print every field of one sandbox as aligned "name: value" lines. */
 void fmt_sandbox_detail(FILE *out, json_t *sandbox, int64_t now_ms);
 
-/* Print one line such as "sb-1: exited (stopped, exit code 0)". */
+/*
+ * Print one line such as "sb-1: running, pid 42" or "sb-1: exited
+ * (stopped, exit code 0)".
+ */
 void fmt_sandbox_summary(FILE *out, json_t *sandbox);
 
 /* Print every field of GET /v1/node as aligned "name: value" lines. */
@@ -41,6 +44,12 @@ void fmt_node_status(char *buf, size_t len, json_t *node);
 
 /* Print the result of POST /v1/node/force-stop. */
 void fmt_force_stop(FILE *out, json_t *result);
+
+/* Print "saved ID to PATH (N bytes, M ms)" for a snapshot's result. */
+void fmt_snapshot(FILE *out, const char *id, json_t *result);
+
+/* Print the restored IDs and the failures of restore-drained. */
+void fmt_restore_drained(FILE *out, json_t *result);
 
 /*
  * Write the message for a failed request: the server's error message when

@@ -102,25 +102,29 @@ static int set_string(json_t *obj, const char *key, const char *value,
 	return set_new(obj, key, json_string(value));
 }
 
-static int add_guest(json_t *body, const char *guest, const char *cwd,
-		     char *err, size_t err_len)
+/*
+ * Set @key to @path made absolute from @cwd, because sbxd resolves paths
+ * from its own working directory. @what names the path in messages.
+ */
+static int add_path(json_t *body, const char *key, const char *path,
+		    const char *cwd, const char *what, char *err,
+		    size_t err_len)
 {
-	char *path;
+	char *full;
 	int ret;
 
-	if (guest[0] == '/' || guest[0] == '\0')
-		return set_string(body, "guest", guest, "guest path", err,
-				  err_len);
+	if (path[0] == '/' || path[0] == '\0')
+		return set_string(body, key, path, what, err, err_len);
 	if (!cwd) {
 		snprintf(err, err_len,
-			 "cannot make guest path '%s' absolute because the current directory is unknown; give an absolute path",
-			 guest);
+			 "cannot make %s '%s' absolute because the current directory is unknown; give an absolute path",
+			 what, path);
 		return -EINVAL;
 	}
-	if (asprintf(&path, "%s/%s", cwd, guest) < 0)
+	if (asprintf(&full, "%s/%s", cwd, path) < 0)
 		return -ENOMEM;
-	ret = set_string(body, "guest", path, "guest path", err, err_len);
-	free(path);
+	ret = set_string(body, key, full, what, err, err_len);
+	free(full);
 	return ret;
 }
 
@@ -163,7 +167,11 @@ static int create_body(const struct cli *cli, const char *cwd, json_t *body,
 		ret = set_new(body, "memory_mib",
 			      json_integer(cli->memory_mib));
 	if (!ret && cli->guest)
-		ret = add_guest(body, cli->guest, cwd, err, err_len);
+		ret = add_path(body, "guest", cli->guest, cwd, "guest path",
+			       err, err_len);
+	if (!ret && cli->snapshot)
+		ret = add_path(body, "snapshot", cli->snapshot, cwd,
+			       "snapshot path", err, err_len);
 	if (!ret && cli->args)
 		ret = set_string(body, "args", cli->args, "guest arguments",
 				 err, err_len);
@@ -214,6 +222,14 @@ static int build_body(const struct cli *cli, const char *cwd,
 			ret = set_new(body, "grace_ms",
 				      json_integer(cli->grace_ms));
 		break;
+	case CLI_SNAPSHOT:
+		ret = 0;
+		if (cli->path)
+			ret = add_path(body, "path", cli->path, cwd,
+				       "snapshot path", err, err_len);
+		if (!ret && cli->overwrite)
+			ret = set_new(body, "overwrite", json_true());
+		break;
 	default:
 		ret = 0;
 		break;
@@ -263,6 +279,27 @@ int request_build(const struct cli *cli, const char *cwd,
 	case CLI_KILL:
 		req->method = "DELETE";
 		req->path = sandbox_path(cli->id, "");
+		break;
+	case CLI_PAUSE:
+		req->method = "POST";
+		req->path = sandbox_path(cli->id, "/pause");
+		break;
+	case CLI_RESUME:
+		req->method = "POST";
+		req->path = sandbox_path(cli->id, "/resume");
+		break;
+	case CLI_SNAPSHOT:
+		req->method = "POST";
+		req->path = sandbox_path(cli->id, "/snapshot");
+		has_body = true;
+		break;
+	case CLI_CHECKPOINT:
+		req->method = "POST";
+		req->path = sandbox_path(cli->id, "/checkpoint");
+		break;
+	case CLI_RESTORE_DRAINED:
+		req->method = "POST";
+		req->path = strdup("/v1/node/restore-drained");
 		break;
 	case CLI_NODE:
 		req->method = "GET";

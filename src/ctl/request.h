@@ -14,9 +14,10 @@ struct ctl_request {
 };
 
 /*
- * Build the request for @cli. @cwd makes a relative --guest path absolute,
- * because sbxd resolves paths from its own working directory. Returns 0,
- * -EINVAL with @err set, or -ENOMEM. Call request_free() after either.
+ * Build the request for @cli. @cwd makes a relative --guest, --snapshot or
+ * snapshot PATH absolute, because sbxd resolves paths from its own
+ * working directory. Returns 0, -EINVAL with @err set, or -ENOMEM. Call
+ * request_free() after either.
  */
 int request_build(const struct cli *cli, const char *cwd,
 		  struct ctl_request *req, char *err, size_t err_len);
