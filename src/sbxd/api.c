@@ -445,6 +445,8 @@ int api_decode_create(const char *body, size_t len, const char *default_guest,
 		/* Unknown until the file's header is read. */
 		params->guest[0] = '\0';
 		params->memory_mib = 0;
+		/* A stored file may have rotted: check its RAM too. */
+		params->verify_ram = true;
 	} else {
 		ret = check_memory_fits(params, err, errlen);
 		if (ret)

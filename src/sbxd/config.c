@@ -729,8 +729,8 @@ void config_print_help(void)
 {
 	printf("usage: sbxd [FLAGS]\n\n"
 	       "Node supervisor: serves an HTTP/1.1 JSON API on "
-	       "unix:STATE_DIR/sbxd.sock and runs\neach sandbox as a KVM VM "
-	       "in its own sbx-vmm process. SIGTERM or SIGINT drains.\n\n"
+	       "unix:STATE_DIR/sbxd.sock\nand runs each sandbox as a KVM VM "
+	       "in its own sbx-vmm process. SIGTERM or\nSIGINT drains.\n\n"
 	       "Flags override environment variables. Durations: 500ms, "
 	       "30s, 5m, 1h, or 0.\n\n");
 	for (size_t i = 0; i < NOPTIONS; i++) {
