@@ -324,3 +324,127 @@ Test(api_decode, memory_check_skips_non_elf)
 			    err), 0, "%s", err);
 	sandbox_params_free(&p);
 }
+
+Test(api_decode, exec_trims_leading_blanks)
+{
+	struct exec_params e;
+	char err[512];
+	const char *body = "{\"command\":\" \\t echo hi\"}";
+	const char *blank = "{\"command\":\"   \"}";
+
+	cr_assert_eq(api_decode_exec(body, strlen(body), &e, err, sizeof(err)),
+		     0, "%s", err);
+	cr_assert_str_eq(e.command, "echo hi");
+	free(e.command);
+	cr_assert_eq(api_decode_exec(blank, strlen(blank), &e, err,
+				     sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "command"), "message: %s", err);
+}
+
+Test(api_decode, non_object_bodies)
+{
+	static const char *const bodies[] = { "null", "[1,2]", "5", "\"x\"" };
+
+	for (size_t i = 0; i < sizeof(bodies) / sizeof(*bodies); i++) {
+		char err[512] = "";
+
+		cr_assert_eq(api_decode_empty(bodies[i], strlen(bodies[i]), err,
+					      sizeof(err)), -EINVAL,
+			     "%s accepted", bodies[i]);
+		cr_assert_str_eq(err, "request body must be a JSON object",
+				 "%s: %s", bodies[i], err);
+	}
+}
+
+Test(api_decode, empty_bodies)
+{
+	char err[512] = "";
+
+	cr_assert_eq(api_decode_empty("", 0, err, sizeof(err)), 0);
+	cr_assert_eq(api_decode_empty("{}", 2, err, sizeof(err)), 0);
+	cr_assert_eq(api_decode_empty("{\"a\":1,\"b\":2}", 13, err,
+				      sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "unknown fields: a, b"), "message: %s", err);
+}
+
+Test(api_decode, snapshot_body)
+{
+	struct snapshot_params sp;
+	char err[512];
+	const char *full = "{\"path\":\"/tmp/a.snap\",\"overwrite\":true}";
+
+	cr_assert_eq(api_decode_snapshot("", 0, &sp, err, sizeof(err)), 0);
+	cr_assert_str_eq(sp.path, "");
+	cr_assert_not(sp.overwrite);
+	cr_assert_eq(api_decode_snapshot(full, strlen(full), &sp, err,
+					 sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(sp.path, "/tmp/a.snap");
+	cr_assert(sp.overwrite);
+}
+
+Test(api_decode, snapshot_errors)
+{
+	static const struct {
+		const char *body;
+		const char *field;
+	} bad[] = {
+		{ "{\"path\":\"rel.snap\"}", "absolute" },
+		{ "{\"path\":5}", "path" },
+		{ "{\"overwrite\":\"yes\"}", "overwrite" },
+		{ "{\"size\":1}", "size" },
+		{ "null", "JSON object" },
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		struct snapshot_params sp;
+		char err[512] = "";
+
+		cr_assert_eq(api_decode_snapshot(bad[i].body,
+						 strlen(bad[i].body), &sp,
+						 err, sizeof(err)), -EINVAL,
+			     "%s accepted", bad[i].body);
+		cr_assert(strstr(err, bad[i].field),
+			  "%s: message does not name %s: %s", bad[i].body,
+			  bad[i].field, err);
+	}
+}
+
+Test(api_decode, create_from_snapshot)
+{
+	struct sandbox_params p;
+	char err[512];
+
+	cr_assert_eq(create("{\"snapshot\":\"/s/a.snap\",\"metadata\":"
+			    "{\"k\":\"v\"}}", &p, err), 0, "%s", err);
+	cr_assert_str_eq(p.snapshot, "/s/a.snap");
+	cr_assert_str_eq(p.guest, "", "a restore does not know its guest");
+	cr_assert(p.verify_ram, "a stored file is not checked whole");
+	sandbox_params_free(&p);
+}
+
+Test(api_decode, create_from_snapshot_errors)
+{
+	static const struct {
+		const char *body;
+		const char *field;
+	} bad[] = {
+		{ "{\"snapshot\":\"rel.snap\"}", "absolute" },
+		{ "{\"snapshot\":1}", "snapshot" },
+		{ "{\"snapshot\":\"/a\",\"memory_mib\":16}", "memory_mib" },
+		{ "{\"snapshot\":\"/a\",\"guest\":\"" GUEST "\"}", "guest" },
+		{ "{\"snapshot\":\"/a\",\"args\":\"\"}", "args" },
+		{ "{\"snapshot\":\"/a\",\"ignore_stop\":true}", "ignore_stop" },
+		{ "{\"snapshot\":\"/a\",\"vcpus\":1}", "vcpus" },
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		struct sandbox_params p;
+		char err[512] = "";
+
+		cr_assert_eq(create(bad[i].body, &p, err), -EINVAL,
+			     "%s accepted", bad[i].body);
+		cr_assert(strstr(err, bad[i].field),
+			  "%s: message does not name %s: %s", bad[i].body,
+			  bad[i].field, err);
+	}
+}

@@ -5,8 +5,10 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sbxd/config.h"
 
@@ -16,6 +18,7 @@ static const char *const config_env[] = {
 	"SBXD_DRAIN_POLL", "SBXD_STOP_GRACE", "SBXD_MAX_SANDBOXES", "SBXD_VMM",
 	"SBXD_GUEST", "SBXD_MAX_CONNECTIONS", "SBXD_REQUEST_TIMEOUT",
 	"SBXD_IDLE_TIMEOUT", "SBXD_MAX_REQUESTS", "SBXD_LOG_LEVEL",
+	"SHUTDOWN_DRAIN_POLICY", "SBXD_RESTORE_DRAINED",
 };
 
 static void clear_env(void)
@@ -249,4 +252,67 @@ Test(config, max_sandboxes_formula)
 	cr_assert_eq(config_default_max_sandboxes(0), 1, "at least one");
 	cr_assert_eq(config_default_max_sandboxes(1ull << 40), 4096,
 		     "capped at 4096");
+}
+
+Test(config, drain_policy)
+{
+	char *flag[] = { "sbxd", "--drain-policy", "checkpoint",
+			 "--restore-drained" };
+	char *bad[] = { "sbxd", "--drain-policy", "save" };
+	char *none[] = { "sbxd" };
+	struct config cfg;
+	char err[512];
+
+	cr_assert_eq(parse(&cfg, err, sizeof(err), 1, none), CONFIG_RUN);
+	cr_assert_eq(cfg.drain_policy, DRAIN_POLICY_WAIT);
+	cr_assert_not(cfg.restore_drained);
+	cr_assert_eq(parse(&cfg, err, sizeof(err), 4, flag), CONFIG_RUN, "%s",
+		     err);
+	cr_assert_eq(cfg.drain_policy, DRAIN_POLICY_CHECKPOINT);
+	cr_assert(cfg.restore_drained);
+	cr_assert_eq(parse(&cfg, err, sizeof(err), 3, bad), -EINVAL);
+	cr_assert(strstr(err, "--drain-policy") && strstr(err, "\"save\""),
+		  "message: %s", err);
+
+	setenv("SHUTDOWN_DRAIN_POLICY", "kill", 1);
+	setenv("SBXD_RESTORE_DRAINED", "1", 1);
+	cr_assert_eq(parse(&cfg, err, sizeof(err), 1, none), CONFIG_RUN, "%s",
+		     err);
+	cr_assert_eq(cfg.drain_policy, DRAIN_POLICY_KILL);
+	cr_assert(cfg.restore_drained);
+	cr_assert_not(cfg.force_stop, "the flag set another field");
+	setenv("SHUTDOWN_DRAIN_POLICY", "later", 1);
+	cr_assert_eq(parse(&cfg, err, sizeof(err), 1, none), -EINVAL);
+	cr_assert(strstr(err, "SHUTDOWN_DRAIN_POLICY"), "message: %s", err);
+	cr_assert_str_eq(config_drain_policy_name(DRAIN_POLICY_CHECKPOINT),
+			 "checkpoint");
+}
+
+Test(config, help_fits_80_columns)
+{
+	char line[512];
+	int lines = 0, force_stop = 0, fd, saved;
+	FILE *f = tmpfile();
+
+	cr_assert_not_null(f);
+	fflush(stdout);
+	saved = dup(STDOUT_FILENO);
+	fd = fileno(f);
+	cr_assert_geq(dup2(fd, STDOUT_FILENO), 0);
+	config_print_help();
+	fflush(stdout);
+	dup2(saved, STDOUT_FILENO);
+	close(saved);
+	rewind(f);
+	while (fgets(line, sizeof(line), f)) {
+		lines++;
+		line[strcspn(line, "\n")] = '\0';
+		cr_assert_leq(strlen(line), 80, "help line over 80 columns: "
+			      "\"%s\"", line);
+		force_stop += strstr(line, "FORCE_STOP") != NULL;
+	}
+	fclose(f);
+	cr_assert_gt(lines, 20);
+	cr_assert_eq(force_stop, 1, "FORCE_STOP is named on %d lines",
+		     force_stop);
 }
