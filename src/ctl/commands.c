@@ -42,7 +42,7 @@ static const char *connect_hint(int err)
 	}
 }
 
-/* What a unix socket path is when it is not a socket, or NULL. */
+/* Kind of file at a unix socket path that is not a socket, or NULL. */
 static const char *non_socket_kind(const struct ctl_addr *addr)
 {
 	const struct sockaddr_un *sun = (const struct sockaddr_un *)&addr->sa;

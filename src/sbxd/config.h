@@ -32,7 +32,7 @@ struct listen_addr {
 	socklen_t addr_len;
 };
 
-/* What the drain does with live sandboxes. */
+/* Drain policy: the drain's action for live sandboxes. */
 enum drain_policy {
 	DRAIN_POLICY_WAIT = 0,	/* wait until they end by themselves */
 	DRAIN_POLICY_CHECKPOINT, /* save each to STATE_DIR/drained/, stop it */

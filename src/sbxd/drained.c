@@ -388,7 +388,7 @@ static void batch_fail(struct drained_batch *batch, json_t *entry,
 					error));
 }
 
-/* Remove or rewrite drained.json and answer the request, if any. */
+/* Remove or rewrite drained.json and respond to the request, if any. */
 static void batch_finish(struct sbxd *d)
 {
 	struct drained_batch *batch = d->drained.batch;

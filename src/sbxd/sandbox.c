@@ -445,9 +445,11 @@ int sandbox_send_msg(struct sandbox *sb, uint32_t type, uint64_t seq,
 		return -EMSGSIZE;
 	/*
 	 * NOTE: a full socket buffer fails the send with -EAGAIN, and the
-	 * request gets 500, because nothing queues it for later. Each API
-	 * request sends at most one message, so this needs a VMM that
-	 * stopped reading its control socket.
+	 * request gets 500, because nothing queues it for later. An API
+	 * request sends one or two messages (a stop of a paused sandbox
+	 * sends STOP and RESUME), and the execs held during a checkpoint go
+	 * out together, so this needs a VMM that stopped reading its
+	 * control socket or thousands of held execs.
 	 */
 	if (sendmsg(sb->ctl_fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
 		return -errno;
@@ -904,7 +906,7 @@ static json_t *exit_to_json(const struct sandbox *sb)
 }
 
 /*
- * Answer the waiting execs with 409 "exited". The error carries the
+ * Respond to the waiting execs with 409 "exited". The error carries the
  * sandbox's exit object, so that a client can pass on the exit code of a
  * guest that exited by itself.
  */

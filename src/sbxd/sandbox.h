@@ -224,9 +224,11 @@ void sandbox_params_free(struct sandbox_params *params);
 
 /*
  * Spawn a VMM for params (taken over, also on failure) and respond on
- * conn with 201 once the guest is ready, or 500 if it fails first. The caller
- * has passed the gate. Returns 0 or a negative errno with msg filled; the
- * gate is exited on failure.
+ * conn with 201 once the guest is ready, or with an error if it fails
+ * first: 500, 409 "deleted" after a DELETE, 400 for a snapshot file that
+ * sbx-vmm rejects. conn may be NULL. The caller has passed the gate.
+ * Returns 0 or a negative errno with msg filled; the gate is exited on
+ * failure.
  */
 int sandbox_create(struct sbxd *d, struct sandbox_params *params,
 		   struct conn *conn, char *msg, size_t msglen);
@@ -255,9 +257,10 @@ int sandbox_kill(struct sbxd *d, struct sandbox *sb, const char *reason);
 int sandbox_send_msg(struct sandbox *sb, uint32_t type, uint64_t seq,
 		     int64_t arg, const char *payload, size_t len);
 /*
- * Spawn the VMM of sb from sb->params (booting the guest or restoring
- * params.snapshot), watch its pidfd and control socket and count it as
- * unreaped. Returns 0 or a negative errno with msg filled.
+ * Spawn the VMM of sb: boot the guest of sb->params, or restore the file
+ * restore when it is not NULL. Watch the VMM's pidfd and control socket
+ * and count it as unreaped. Returns 0 or a negative errno with msg
+ * filled.
  */
 int sandbox_spawn(struct sbxd *d, struct sandbox *sb, const char *restore,
 		  bool verify_ram, char *msg, size_t msglen);

@@ -151,7 +151,7 @@ void snapctl_resume(struct sbxd *d, struct conn *c, struct sandbox *sb)
 	};
 }
 
-/* Answer a finished pause or resume with the sandbox. */
+/* Respond to a finished pause or resume with the sandbox. */
 static void finish_pause_resume(struct sbxd *d, struct sandbox *sb,
 				enum sandbox_event event)
 {
@@ -255,7 +255,7 @@ static int send_snapshot(struct sandbox *sb, struct sandbox_op *op)
 /*
  * Move the file the VMM wrote to its final name. The VMM user owns the
  * snapshot dir and could leave a symlink there, so the moved entry must
- * be a regular file; the rename itself never follows a link.
+ * be a regular file. The rename itself never follows a link.
  */
 static int move_file(struct sandbox_op *op, const char *from, const char *to,
 		     bool overwrite)
@@ -267,10 +267,14 @@ static int move_file(struct sandbox_op *op, const char *from, const char *to,
 	if (renameat2(AT_FDCWD, from, AT_FDCWD, to,
 		      overwrite ? 0 : RENAME_NOREPLACE) < 0) {
 		int ret = -errno;
+		int status = 500;
 
-		op_fail(op, ret == -EEXIST ? 409 : ret == -EXDEV ? 400 : 500,
-			ret, "failed to move the snapshot from %s to %s: %s",
-			from, to, strerror(-ret));
+		if (ret == -EEXIST)
+			status = 409;
+		else if (ret == -EXDEV)
+			status = 400;
+		op_fail(op, status, ret, "failed to move the snapshot from %s "
+			"to %s: %s", from, to, strerror(-ret));
 		unlink(from);
 		return ret;
 	}
@@ -379,7 +383,7 @@ int snapctl_drain_save(struct sbxd *d, struct sandbox *sb, const char *path)
 
 static void checkpoint_maybe_done(struct sbxd *d, struct sandbox *sb);
 
-/* Answer an API snapshot, or hand the drain's result over. */
+/* Respond to an API snapshot, or pass the drain's result on. */
 static void finish_snapshot(struct sbxd *d, struct sandbox *sb)
 {
 	struct sandbox_op op = op_take(sb);
@@ -423,7 +427,7 @@ static bool resume_after_save(struct sandbox *sb)
 	sb->op.seq = ++sb->next_seq;
 	ret = sandbox_send_msg(sb, SBX_MSG_RESUME, sb->op.seq, 0, NULL, 0);
 	if (ret) {
-		/* The VMM stays paused, and the state says so. */
+		/* The VMM stays paused, and the state shows it. */
 		sb_err(sb->id, "failed to resume after the snapshot: %s; the "
 		       "sandbox stays paused", strerror(-ret));
 		if (sb->state == SANDBOX_RUNNING ||
@@ -491,9 +495,12 @@ static void on_snapshot_done(struct sbxd *d, struct sandbox *sb,
 	op->done = true;
 	op->save_ms = ms_since(op->started_ns);
 	if (error < 0) {
-		int status = error == -ESRCH ? 409 :
-			     error == -EINVAL || error == -ENAMETOOLONG ? 400 :
-			     500;
+		int status = 500;
+
+		if (error == -ESRCH)
+			status = 409;
+		else if (error == -EINVAL || error == -ENAMETOOLONG)
+			status = 400;
 
 		op_fail(op, status, error, "%s", text[0] ? text :
 			"sbx-vmm failed to save the snapshot");
@@ -676,8 +683,8 @@ void snapctl_switch(struct sbxd *d, struct sandbox *sb)
 }
 
 /*
- * Answer the checkpoint once the new VMM is ready and, for a sandbox that
- * was paused, paused again.
+ * Respond to the checkpoint once the new VMM is ready and, for a sandbox
+ * that was paused, paused again.
  */
 static void checkpoint_maybe_done(struct sbxd *d, struct sandbox *sb)
 {

@@ -23,7 +23,7 @@
 
 /*
  * True while sbxd lives. In a new PID namespace getppid() returns 0, so
- * the child asks sbxd's pidfd, which turns readable once sbxd exited.
+ * the child polls sbxd's pidfd, which turns readable once sbxd exited.
  */
 static bool parent_alive(int parent_pidfd, pid_t parent)
 {
@@ -161,7 +161,7 @@ int spawn_vmm(const struct spawn_request *request, struct spawn_result *out)
 	 * step can fail after the child exists. The child only makes
 	 * async-signal-safe calls before exec, so skipping glibc's fork
 	 * handlers is safe. As root, the VMM gets its own PID namespace, in
-	 * which it cannot see or signal any other process; sbxd still
+	 * which it cannot see or signal any other process. sbxd still
 	 * signals it through the pidfd.
 	 */
 	memset(&args, 0, sizeof(args));

@@ -24,8 +24,9 @@ struct spawn_request {
 	bool verify_ram;		/* --verify-ram, with restore only */
 	const char *snapshot_dir;	/* --snapshot-dir, or NULL */
 	/*
-	 * A pidfd of sbxd itself, or -1. A VMM in its own PID namespace sees
-	 * parent pid 0, so the child checks that sbxd lives through this.
+	 * A pidfd of sbxd itself, or -1. In its own PID namespace the VMM's
+	 * parent pid reads as 0, so the child polls this to check that sbxd
+	 * lives.
 	 */
 	int parent_pidfd;
 };

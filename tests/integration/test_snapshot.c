@@ -420,7 +420,7 @@ Test(snapshot, restore_continues_counter)
 	json_decref(node);
 }
 
-/* Copy src to dst, holes included. */
+/* Copy src to dst; its holes become written zeros. */
 static void copy_file(const char *src, const char *dst)
 {
 	char buf[65536];
@@ -750,7 +750,7 @@ Test(snapshot, restore_drained_by_request)
 }
 
 /*
- * One round: a checkpoint and SIGTERM at nearly the same moment. delay
+ * One round: a checkpoint and SIGTERM at nearly the same moment. delay_us
  * < 0 sends SIGTERM first. Returns the checkpoint's status.
  */
 static int race_round(int round, int delay_us)
