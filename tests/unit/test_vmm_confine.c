@@ -115,6 +115,7 @@ static void teardown(void)
 	vmm_result_free(&res);
 	if (dir_made)
 		remove_tree(dir);
+	dir_made = false;
 }
 
 static char *path_in_dir(const char *name)
@@ -351,9 +352,12 @@ static void require_root_and_user(uid_t *uid, gid_t *gid)
 {
 	struct passwd *pw;
 
-	if (geteuid() != 0)
+	if (geteuid() != 0) {
+		/* A skipped test does not reach .fini, so clean up here. */
+		teardown();
 		cr_skip_test("skipped: only root can change to another user "
 			     "and create namespaces");
+	}
 	pw = getpwnam(CONFINE_DEFAULT_USER);
 	cr_assert_not_null(pw, "user %s is missing; scripts/install-deps.sh "
 			   "creates it", CONFINE_DEFAULT_USER);
@@ -862,9 +866,11 @@ static const struct passwd *require_nobody(void)
 {
 	const struct passwd *pw;
 
-	if (geteuid() != 0)
+	if (geteuid() != 0) {
+		teardown();
 		cr_skip_test("skipped: the test runs sbx-vmm as user nobody "
 			     "and needs root to change to it");
+	}
 	pw = getpwnam("nobody");
 	cr_assert_not_null(pw, "user nobody is missing");
 	return pw;
