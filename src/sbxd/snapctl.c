@@ -479,6 +479,8 @@ static void checkpoint_saved(struct sbxd *d, struct sandbox *sb)
 	 */
 	op->phase = CHECKPOINT_SWITCH;
 	op->old_pid = sb->pid;
+	/* A DELETE or an expired grace killed it already: no new VMM. */
+	op->abort = sb->kill_sent;
 	if (pidfd_send_signal(sb->pidfd, SIGKILL, NULL, 0) < 0 &&
 	    errno != ESRCH)
 		sb_err(sb->id, "failed to kill the old VMM pid %d for the "
@@ -511,7 +513,19 @@ static void on_snapshot_done(struct sbxd *d, struct sandbox *sb,
 		checkpoint_saved(d, sb);
 		return;
 	}
-	if (op->for_drain || !resume_after_save(sb))
+	if (op->for_drain) {
+		/*
+		 * The drain does not resume: the VM stays paused, so that a
+		 * stop after a failed save also resumes it.
+		 */
+		int next = sandbox_next_state(sb->state, SANDBOX_EV_PAUSED);
+
+		if (next != SANDBOX_STATE_INVALID)
+			sb->state = next;
+		finish_snapshot(d, sb);
+		return;
+	}
+	if (!resume_after_save(sb))
 		finish_snapshot(d, sb);
 }
 

@@ -844,3 +844,46 @@ Test(snapshot, metrics_count_operations)
 		  "%s", resp.body);
 	http_resp_free(&resp);
 }
+
+Test(snapshot, drain_policy_kill_skips_waiting)
+{
+	char id[64];
+
+	start((const char *const[]){ "--drain-policy", "kill",
+				     "--stop-grace", "5s", NULL });
+	create_ok("{}", id, sizeof(id));
+	cr_assert_eq(sbxd_signal(cur, SIGTERM), 0);
+	sbxd_assert_exit(cur, EXIT_BOUND_MS, 0);
+	cr_assert(sbxd_log_line_contains(cur, "forced phase started",
+					 "--drain-policy is kill"),
+		  "the kill policy did not start the forced phase");
+	cr_assert(sbxd_log_line_contains(cur, id, "reason=stopped"),
+		  "sandbox %s did not get its stop request", id);
+	assert_no_vmm(cur, "after the kill policy's drain");
+}
+
+Test(snapshot, drain_save_failure_exits_1)
+{
+	char id[64], path[PATH_MAX + 64];
+	int fd;
+
+	start((const char *const[]){ "--drain-policy", "checkpoint",
+				     "--stop-grace", "5s", NULL });
+	create_ok("{}", id, sizeof(id));
+	/* A file where drained/ should be makes the move of the file fail. */
+	snprintf(path, sizeof(path), "%s/drained", cur->state_dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	cr_assert_geq(fd, 0, "create %s: %s", path, strerror(errno));
+	close(fd);
+
+	cr_assert_eq(sbxd_signal(cur, SIGTERM), 0);
+	sbxd_assert_exit(cur, EXIT_BOUND_MS, 1);
+	cr_assert(sbxd_log_line_contains(cur, "failed to save sandbox", id),
+		  "no failure line for %s", id);
+	cr_assert(sbxd_log_line_contains(cur, id, "reason=stopped"),
+		  "the unsaved sandbox %s did not get a stop request", id);
+	cr_assert(sbxd_log_contains(cur, "did not save every sandbox"));
+	snprintf(path, sizeof(path), "%s/drained.json", cur->state_dir);
+	cr_assert(!harness_path_exists(path), "%s lists nothing saved", path);
+	assert_no_vmm(cur, "after a failed checkpoint drain");
+}
