@@ -712,7 +712,7 @@ Test(snapshot, drain_checkpoint_then_restore)
 Test(snapshot, restore_drained_by_request)
 {
 	char id[64], out[512], bin[PATH_MAX];
-	int fds[2], status;
+	int fds[2], status, fd;
 	ssize_t n;
 	pid_t pid;
 
@@ -721,8 +721,19 @@ Test(snapshot, restore_drained_by_request)
 	cr_assert_eq(counter(id), 1);
 	cr_assert_eq(sbxd_signal(cur, SIGTERM), 0);
 	sbxd_assert_exit(cur, EXIT_BOUND_MS, 0);
+	/*
+	 * A lock file without a holder looks like an unclean shutdown, whose
+	 * cleanup must leave drained/ and drained.json alone.
+	 */
+	fd = open(cur->lock_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	cr_assert_geq(fd, 0, "create %s: %s", cur->lock_path,
+		      strerror(errno));
+	cr_assert_eq(write(fd, "1\n", 2), 2);
+	close(fd);
 
 	restart(NULL);
+	cr_assert(sbxd_log_contains(cur, "unclean shutdown"),
+		  "the lock file did not look like an unclean shutdown");
 	cr_assert(log_shows(cur, "--restore-drained"),
 		  "no hint about drained.json in the log");
 	/* sbxctl restore-drained sends POST /v1/node/restore-drained. */
