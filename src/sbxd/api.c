@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
+
+#include <linux/magic.h>
 
 #include "sbx/guest.h"
 #include "sbxd/api.h"
@@ -231,6 +234,26 @@ static int get_string(const char *key, const json_t *value, size_t max,
 	return 0;
 }
 
+static bool is_pseudo_fs(const char *path)
+{
+	struct statfs fs;
+
+	if (statfs(path, &fs) < 0)
+		return true;
+	switch ((unsigned long)fs.f_type) {
+	case PROC_SUPER_MAGIC:
+	case SYSFS_MAGIC:
+	case DEBUGFS_MAGIC:
+	case TRACEFS_MAGIC:
+	case SECURITYFS_MAGIC:
+	case CGROUP_SUPER_MAGIC:
+	case CGROUP2_SUPER_MAGIC:
+	case BPF_FS_MAGIC:
+		return true;
+	}
+	return false;
+}
+
 static int check_guest(const char *path, char *err, size_t errlen)
 {
 	struct stat st;
@@ -248,6 +271,13 @@ static int check_guest(const char *path, char *err, size_t errlen)
 	if (!S_ISREG(st.st_mode)) {
 		snprintf(err, errlen, "guest %.256s is not a regular file",
 			 path);
+		return -EINVAL;
+	}
+	/* Files on procfs, sysfs and similar claim to be regular but can
+	 * block sbxd's only thread or consume kernel state when read. */
+	if (is_pseudo_fs(path)) {
+		snprintf(err, errlen, "guest %.256s is on a kernel pseudo file "
+			 "system; pass an ELF file on a disk", path);
 		return -EINVAL;
 	}
 	return 0;

@@ -41,7 +41,7 @@ int guest_read_layout(const char *path, struct guest_layout *out)
 	int fd;
 	int ret;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return -errno;
 	ret = read_exact(fd, &eh, sizeof(eh), 0);

@@ -28,6 +28,8 @@ struct metrics {
 	uint64_t start_count;
 	double start_sum_seconds;
 	uint64_t live_vms_warned_ns;	/* last failed count, rate limit */
+	int live_vms_cached;		/* last iterator count */
+	uint64_t live_vms_cached_ns;	/* when it was taken; 0: invalid */
 
 	/* Snapshots (API and drain), checkpoints and restores, by result. */
 	uint64_t snapshots_ok;
@@ -47,6 +49,8 @@ void metrics_observe_start(struct metrics *m, double seconds);
  * negative errno, which is logged at most once a second.
  */
 int metrics_count_live_vms(struct sbxd *d);
+/* Drop the cached live-VM count after a VMM started, became ready or ended. */
+void metrics_live_vms_changed(struct sbxd *d);
 
 /* Append every metric to out; 0 or -ENOMEM. */
 int metrics_format(struct sbxd *d, struct buf *out);

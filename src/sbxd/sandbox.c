@@ -310,6 +310,7 @@ int sandbox_spawn(struct sbxd *d, struct sandbox *sb, const char *restore,
 	arm_poll(d, sb->pidfd, &sb->child_req);
 	arm_poll(d, sb->ctl_fd, &sb->ctl_req);
 	ret = gate_track_vmm(&d->gate, sb->pid);
+	metrics_live_vms_changed(d);
 	if (ret && ret != -EOPNOTSUPP)
 		sb_warn(sb->id, "failed to register pid %d for the live VM "
 			"count: %s", (int)sb->pid, strerror(-ret));
@@ -776,6 +777,7 @@ static void handle_msg(struct sbxd *d, struct sandbox *sb, const char *data,
 	}
 	switch (msg->type) {
 	case SBX_MSG_READY:
+		metrics_live_vms_changed(d);
 		on_ready(d, sb);
 		break;
 	case SBX_MSG_EXEC_RESULT:
@@ -1014,6 +1016,7 @@ void sandbox_forget_vmm(struct sbxd *d, struct sandbox *sb)
 	d->sandboxes.unreaped--;
 
 	ret = gate_untrack_vmm(&d->gate, sb->pid);
+	metrics_live_vms_changed(d);
 	if (ret && ret != -EOPNOTSUPP && ret != -ENOENT)
 		sb_warn(sb->id, "failed to unregister pid %d from the live VM "
 			"count: %s", (int)sb->pid, strerror(-ret));

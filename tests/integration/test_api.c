@@ -1017,6 +1017,26 @@ Test(api, vmm_in_own_process_group, .timeout = 60)
 		     (long long)pid);
 }
 
+Test(api, procfs_guest_rejected, .timeout = 30)
+{
+	struct http_resp resp;
+	const char *message;
+	int status;
+
+	/* procfs files look regular, but reading one such as /proc/kmsg can
+	 * block sbxd's only thread, so sbxd must not open them at all. */
+	sbxd_start_checked(&sbxd, NULL, NULL);
+	status = post_json("/v1/sandboxes", "{\"guest\":\"/proc/version\"}",
+			   &resp);
+	sbx_assert_error(&resp, 400, "guest", "procfs guest");
+	message = json_string_value(json_object_get(
+		json_object_get(resp.json, "error"), "message"));
+	cr_assert(message && strstr(message, "pseudo file system"),
+		  "procfs guest was read instead of rejected: %d %s", status,
+		  resp.body);
+	http_resp_free(&resp);
+}
+
 #define EXEC_THREADS 4
 
 struct exec_job {
