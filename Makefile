@@ -6,9 +6,13 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 ARGS ?=
 MAKEFLAGS += --no-print-directory
+CTEST_FLAGS ?=
 ifeq ($(SAN),1)
 BUILD := build-san
 CMAKE_FLAGS += -DSBX_SANITIZE=ON
+# The clang build and the fuzz smoke run do not change under ASan and
+# already run in the plain make test.
+CTEST_FLAGS += -E 'build_with_clang|fuzz_smoke'
 endif
 
 .PHONY: all deps build run demo test bench soak fuzz clean
@@ -29,7 +33,7 @@ demo: build
 	./scripts/demo.sh $(BUILD)
 
 test: build
-	cd $(BUILD) && ctest --output-on-failure --timeout 600
+	cd $(BUILD) && ctest --output-on-failure --timeout 600 $(CTEST_FLAGS)
 
 bench: build
 	./scripts/bench.sh $(BUILD) $(if $(filter 1,$(QUICK)),--quick,)

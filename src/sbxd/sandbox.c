@@ -880,7 +880,11 @@ static void fill_missing_exit_info(struct sandbox *sb)
 static void force_ops_notify(struct sbxd *d, struct sandbox *sb, bool ok,
 			     const char *error);
 
-static void answer_waiters(struct sbxd *d, struct sandbox *sb)
+/*
+ * Answer every request waiting for the sandbox to end. Returns true when a
+ * DELETE among them removed the sandbox, which may free sb.
+ */
+static bool answer_waiters(struct sbxd *d, struct sandbox *sb)
 {
 	struct sandbox_waiter *w;
 	bool remove = false;
@@ -893,6 +897,7 @@ static void answer_waiters(struct sbxd *d, struct sandbox *sb)
 	}
 	if (remove)
 		sandbox_remove(d, sb);
+	return remove;
 }
 
 static json_t *exit_to_json(const struct sandbox *sb)
@@ -1056,8 +1061,7 @@ void sandbox_reaped(struct sbxd *d, struct sandbox *sb)
 		snapctl_on_exit(d, sb);
 	fail_execs(d, sb);
 	force_ops_notify(d, sb, true, NULL);
-	answer_waiters(d, sb);
-	if (sb->refused && !sb->removed)
+	if (!answer_waiters(d, sb) && sb->refused && !sb->removed)
 		sandbox_remove(d, sb);
 	trim_ended(d);
 	drain_check(d);
