@@ -27,7 +27,7 @@ static const struct scenario scenarios[] = {
 	{ "density", scenario_density, true, false,
 	  "create idle sandboxes up to --count or the memory reserve" },
 	{ "restore", scenario_restore, true, false,
-	  "probe the snapshot endpoint (restore timing when it exists)" },
+	  "restore from one snapshot, alternating with cold creates" },
 	{ "drain", scenario_drain, true, true,
 	  "start sbxd (the command), create --count, SIGTERM, end them one by one" },
 	{ "force", scenario_drain, true, true,

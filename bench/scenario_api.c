@@ -289,42 +289,136 @@ int scenario_rate(const struct bench_opts *opts)
 	return ret;
 }
 
+/* Snapshot sandbox id through the API; the file's path goes to path. */
+static int sandbox_snapshot(struct client *c, const char *id, char *path,
+			    size_t path_len)
+{
+	char url[128];
+	const char *text = NULL;
+	json_t *root;
+	int ret;
+
+	snprintf(url, sizeof(url), "/v1/sandboxes/%s/snapshot", id);
+	ret = client_request(c, "POST", url, "{}");
+	if (ret)
+		return ret;
+	if (c->status != 200) {
+		print_failure("snapshot failed", c);
+		return -EPROTO;
+	}
+	root = json_loads(c->body, 0, NULL);
+	if (!root || json_unpack(root, "{s:s}", "path", &text) ||
+	    strlen(text) >= path_len) {
+		bench_err("snapshot returned an unexpected body: %.300s\n",
+			  c->body);
+		json_decref(root);
+		return -EPROTO;
+	}
+	strcpy(path, text);
+	json_decref(root);
+	return 0;
+}
+
+/* Restore a new sandbox from path; its id goes to id. */
+static int sandbox_restore(struct client *c, const char *path, char *id,
+			   size_t id_len)
+{
+	const char *text = NULL;
+	json_t *body, *root;
+	char *encoded;
+	int ret;
+
+	body = json_pack("{s:s}", "snapshot", path);
+	encoded = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	if (!encoded)
+		return -ENOMEM;
+	ret = client_request(c, "POST", "/v1/sandboxes", encoded);
+	free(encoded);
+	if (ret)
+		return ret;
+	if (c->status != 201) {
+		print_failure("restore failed", c);
+		return -EPROTO;
+	}
+	root = json_loads(c->body, 0, NULL);
+	if (!root || json_unpack(root, "{s:s}", "id", &text) ||
+	    strlen(text) >= id_len) {
+		bench_err("restore returned an unexpected body: %.300s\n",
+			  c->body);
+		json_decref(root);
+		return -EPROTO;
+	}
+	strcpy(id, text);
+	json_decref(root);
+	return 0;
+}
+
 /*
- * Probe the snapshot endpoint on a running sandbox. Restore can be timed
- * only once sbxd implements snapshots; until then this records the
- * status that the endpoint returns.
+ * Restore against cold start, through the API: snapshot one warm sandbox,
+ * then alternate a cold create and a restore from that file, each timed
+ * from the request to its 201 and deleted untimed.
  */
 int scenario_restore(const struct bench_opts *opts)
 {
-	char path[128];
+	struct bench_samples cold = { 0 }, restored = { 0 };
+	char path[4096], source[72], id[72];
 	struct client c;
-	char id[72];
 	json_t *root;
+	uint64_t t0;
+	double us;
 	pid_t pid;
-	int status;
 	int ret;
 
 	client_init(&c, &opts->addr);
-	ret = sandbox_create(&c, opts->memory_mib, false, id, sizeof(id),
-			     &pid);
+	ret = sandbox_create(&c, opts->memory_mib, false, source,
+			     sizeof(source), &pid);
 	if (ret)
 		goto out;
-	snprintf(path, sizeof(path), "/v1/sandboxes/%s/snapshot", id);
-	ret = client_request(&c, "POST", path, "{}");
-	status = c.status;
-	if (sandbox_delete(&c, id) && !ret)
-		ret = -EPROTO;
+	ret = sandbox_snapshot(&c, source, path, sizeof(path));
 	if (ret)
-		goto out;
-	/* TODO: time restore against a cold start once sbxd serves snapshots. */
-	root = json_pack("{s:s, s:b, s:i, s:s}", "scenario", "restore",
-			 "available", status != 501 && status != 404 &&
-					      status != 405,
-			 "snapshot_status", status, "note",
-			 status == 501 ? "sbxd answers 501 not_implemented" :
-					 "restore timing not implemented in sbx-bench");
+		goto out_source;
+
+	for (unsigned long i = 0; i < opts->warmup + opts->count; i++) {
+		bool timed = i >= opts->warmup;
+
+		t0 = bench_now_ns();
+		ret = sandbox_create(&c, opts->memory_mib, false, id,
+				     sizeof(id), &pid);
+		us = elapsed_us(t0);
+		if (!ret)
+			ret = sandbox_delete(&c, id);
+		if (!ret && timed && bench_samples_add(&cold, us))
+			ret = -ENOMEM;
+		if (ret)
+			goto out_source;
+
+		t0 = bench_now_ns();
+		ret = sandbox_restore(&c, path, id, sizeof(id));
+		us = elapsed_us(t0);
+		if (!ret)
+			ret = sandbox_delete(&c, id);
+		if (!ret && timed && bench_samples_add(&restored, us))
+			ret = -ENOMEM;
+		if (ret)
+			goto out_source;
+	}
+	root = json_pack("{s:s, s:b, s:i, s:s, s:i, s:o, s:o}", "scenario",
+			 "restore", "available", 1, "snapshot_status", 200,
+			 "note", "cold create and restore alternate",
+			 "memory_mib", (int)opts->memory_mib, "cold_samples_us",
+			 bench_samples_json(&cold), "restore_samples_us",
+			 bench_samples_json(&restored));
 	ret = bench_json_print(root);
+
+out_source:
+	if (sandbox_delete(&c, source) && !ret)
+		ret = -EPROTO;
 out:
+	if (ret)
+		bench_err("restore scenario failed: %s\n", strerror(-ret));
 	client_close(&c);
+	bench_samples_free(&cold);
+	bench_samples_free(&restored);
 	return ret;
 }

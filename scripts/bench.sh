@@ -180,8 +180,9 @@ run_exec() {
 }
 
 run_restore() {
-	log "restore: probe the snapshot endpoint"
-	"$BUILD/sbx-bench" restore --addr "$ADDR" >"$RAW/restore.json"
+	log "restore: $START_N restores from one snapshot, against cold creates"
+	"$BUILD/sbx-bench" restore --addr "$ADDR" --count "$START_N" \
+		>"$RAW/restore.json"
 }
 
 run_api() {
