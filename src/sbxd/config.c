@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "sbxd/config.h"
@@ -84,6 +85,10 @@ static const struct option_spec options[] = {
 	  "sbx-vmm program; default sbx-vmm beside the sbxd executable" },
 	{ "--guest", "SBXD_GUEST", "PATH", OPT_PATH, FIELD(guest), 0, 0,
 	  "default guest ELF; default sbx-agent beside the sbxd executable" },
+	{ "--token-file", "SBXD_TOKEN_FILE", "PATH", OPT_PATH,
+	  FIELD(token_file), 0, 0,
+	  "bearer token that TCP clients must send (Authorization: Bearer); "
+	  "the file must not be readable by group or others" },
 	{ "--max-connections", "SBXD_MAX_CONNECTIONS", "N", OPT_UINT,
 	  FIELD(max_connections), 1, 65536,
 	  "maximum of open API connections, extra ones are closed; "
@@ -617,6 +622,49 @@ static int exe_sibling(const char *name, char *out, size_t outlen)
 	return 0;
 }
 
+/*
+ * Read the bearer token from --token-file: one line of 16 to 255 visible
+ * ASCII characters, in a file that group and others cannot read.
+ */
+static int read_token(struct config *cfg, char *err, size_t errlen)
+{
+	char text[CONFIG_TOKEN_MAX + 3];
+	struct stat st;
+	size_t len;
+	FILE *f;
+
+	f = fopen(cfg->token_file, "re");
+	if (!f) {
+		snprintf(err, errlen, "failed to open --token-file %s: %s",
+			 cfg->token_file, strerror(errno));
+		return -EINVAL;
+	}
+	if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077)) {
+		fclose(f);
+		snprintf(err, errlen, "invalid --token-file %s: mode %04o lets "
+			 "group or others read it; chmod 600 it",
+			 cfg->token_file, (unsigned int)(st.st_mode & 07777));
+		return -EINVAL;
+	}
+	if (!fgets(text, sizeof(text), f))
+		text[0] = '\0';
+	fclose(f);
+	len = strcspn(text, "\r\n");
+	text[len] = '\0';
+	for (size_t i = 0; i < len; i++) {
+		if (text[i] <= ' ' || text[i] > '~')
+			len = 0;
+	}
+	if (len < 16 || len > CONFIG_TOKEN_MAX) {
+		snprintf(err, errlen, "invalid --token-file %s: expected one "
+			 "line of 16 to %d visible ASCII characters",
+			 cfg->token_file, CONFIG_TOKEN_MAX);
+		return -EINVAL;
+	}
+	memcpy(cfg->token, text, len + 1);
+	return 0;
+}
+
 int config_resolve(struct config *cfg, char *err, size_t errlen)
 {
 	int ret;
@@ -666,6 +714,11 @@ int config_resolve(struct config *cfg, char *err, size_t errlen)
 				 "PATH", strerror(-ret));
 			return ret;
 		}
+	}
+	if (cfg->token_file[0]) {
+		ret = read_token(cfg, err, errlen);
+		if (ret)
+			return ret;
 	}
 	if (access(cfg->guest, R_OK) < 0) {
 		snprintf(err, errlen, "guest %s is not readable: %s; build it "

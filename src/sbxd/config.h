@@ -39,6 +39,9 @@ enum drain_policy {
 	DRAIN_POLICY_KILL,	/* skip the graceful phase, like force_stop */
 };
 
+/* Longest bearer token accepted from --token-file. */
+#define CONFIG_TOKEN_MAX 255
+
 struct config {
 	char state_dir[PATH_MAX];	/* "" until resolved */
 	struct listen_addr listen[CONFIG_LISTEN_MAX]; /* extra listeners */
@@ -55,6 +58,8 @@ struct config {
 	uint64_t stop_grace_ms;
 	char vmm[PATH_MAX];		/* "" until resolved */
 	char guest[PATH_MAX];		/* "" until resolved */
+	char token_file[PATH_MAX];	/* "" without --token-file */
+	char token[CONFIG_TOKEN_MAX + 1]; /* read from token_file */
 	enum gate_backend gate;
 	unsigned int max_connections;
 	uint64_t request_timeout_ms;

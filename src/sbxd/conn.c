@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -80,6 +81,9 @@ int listener_open(struct sbxd *d, const struct listen_addr *addr)
 	ls->addr = *addr;
 	ls->req.op = LOOP_OP_ACCEPT;
 	table->nlisteners++;
+	if (addr->family != AF_UNIX && !d->cfg.token[0])
+		log_warn("TCP listener %s has no --token-file, so every local "
+			 "user can call the API on it", addr->text);
 	return 0;
 
 err_close:
@@ -163,6 +167,24 @@ static void conn_on_timer(struct sbxd *d, struct timer *timer)
 }
 
 /* Take over an accepted socket as a new connection, or close it. */
+/* Compare the request's bearer token in time independent of its bytes. */
+static bool token_matches(const struct sbxd *d, const struct http_request *req)
+{
+	const char *token = d->cfg.token;
+	const char *given = req->authorization;
+	size_t len = strlen(token);
+	unsigned char diff = 0;
+
+	if (strncasecmp(given, "Bearer ", 7) != 0)
+		return false;
+	given += 7;
+	if (strlen(given) != len)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		diff |= (unsigned char)(given[i] ^ token[i]);
+	return diff == 0;
+}
+
 static void conn_add(struct sbxd *d, struct listener *ls, int fd)
 {
 	struct conn_table *table = &d->conns;
@@ -192,6 +214,7 @@ static void conn_add(struct sbxd *d, struct listener *ls, int fd)
 	}
 	c->fd = fd;
 	c->id = ++table->next_id;
+	c->needs_token = ls->addr.family != AF_UNIX && d->cfg.token[0];
 	c->recv_req.op = LOOP_OP_RECV;
 	c->send_req.op = LOOP_OP_SEND;
 	http_reader_init(&c->reader);
@@ -338,7 +361,18 @@ static void process_input(struct sbxd *d, struct conn *c)
 		c->timer_mode = CONN_TIMER_NONE;
 		loop_timer_cancel(&d->loop, &c->timer);
 		c->waiting = true;
-		api_handle(d, c, &r->req);
+		if (c->needs_token && !token_matches(d, &r->req)) {
+			log_warn("rejected request on TCP connection %llu: "
+				 "missing or invalid bearer token",
+				 (unsigned long long)c->id);
+			api_error(d, c, 401, "unauthorized",
+				  "WWW-Authenticate: Bearer\r\n",
+				  "missing or invalid bearer token; send "
+				  "Authorization: Bearer TOKEN from "
+				  "--token-file");
+		} else {
+			api_handle(d, c, &r->req);
+		}
 		break;
 	case HTTP_FEED_ERROR:
 		loop_timer_cancel(&d->loop, &c->timer);

@@ -51,6 +51,7 @@ struct conn {
 	bool close_after_send;
 
 	unsigned int served;	/* requests answered */
+	bool needs_token;	/* TCP with --token-file: check Authorization */
 	bool waiting;		/* an API handler will respond later */
 	bool closing;
 	uint64_t id;

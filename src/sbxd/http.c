@@ -2,6 +2,7 @@
 /* HTTP/1.1 request parsing with http-parser, and response formatting. */
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -56,6 +57,11 @@ static void header_done(struct http_reader *r)
 	if (strcasecmp(name, "Expect") == 0 &&
 	    strcasecmp(value, "100-continue") == 0)
 		r->req.expect_continue = true;
+	/* A value too long for any token is kept as "x", which never matches. */
+	if (strcasecmp(name, "Authorization") == 0)
+		snprintf(r->req.authorization, sizeof(r->req.authorization),
+			 "%s", strlen(value) < sizeof(r->req.authorization) ?
+				       value : "x");
 }
 
 static int on_header_field(http_parser *p, const char *at, size_t len)
@@ -164,6 +170,7 @@ void http_reader_next(struct http_reader *r)
 	r->req.has_length = false;
 	r->req.keep_alive = false;
 	r->req.expect_continue = false;
+	r->req.authorization[0] = '\0';
 	r->in_value = false;
 	r->complete = false;
 	r->header_bytes = 0;

@@ -22,6 +22,7 @@ struct http_request {
 	bool has_length;	/* Content-Length given, or chunked */
 	bool keep_alive;
 	bool expect_continue;	/* "Expect: 100-continue" */
+	char authorization[300]; /* Authorization value, "" when absent */
 };
 
 struct http_reader {

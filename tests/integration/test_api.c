@@ -7,12 +7,14 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 
@@ -1035,6 +1037,91 @@ Test(api, procfs_guest_rejected, .timeout = 30)
 		  "procfs guest was read instead of rejected: %d %s", status,
 		  resp.body);
 	http_resp_free(&resp);
+}
+
+/* Send GET /v1/sandboxes over c with an optional Authorization value. */
+static int tcp_list(struct http_conn *c, const char *authorization,
+		    struct http_resp *resp)
+{
+	char request[512];
+	int len;
+
+	len = snprintf(request, sizeof(request),
+		       "GET /v1/sandboxes HTTP/1.1\r\nHost: sbxd\r\n"
+		       "%s%s%s\r\n",
+		       authorization ? "Authorization: " : "",
+		       authorization ? authorization : "",
+		       authorization ? "\r\n" : "");
+	cr_assert_eq(http_send_raw(c, request, (size_t)len), 0);
+	return http_read_response(c, resp);
+}
+
+Test(api, tcp_token_required, .timeout = 60)
+{
+	static const char token[] = "itest-token-0123456789abcdef";
+	const char *args[] = { "--listen", NULL, "--token-file", NULL, NULL };
+	char listen[64], token_path[PATH_MAX];
+	struct http_conn conn;
+	struct http_resp resp;
+	int port, fd;
+
+	port = harness_free_port();
+	cr_assert_gt(port, 0);
+	snprintf(listen, sizeof(listen), "tcp:127.0.0.1:%d", port);
+	snprintf(token_path, sizeof(token_path), "/tmp/sbxd-itest-token-%d",
+		 getpid());
+	fd = open(token_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	cr_assert_geq(fd, 0, "open %s: %s", token_path, strerror(errno));
+	cr_assert_eq(write(fd, token, sizeof(token) - 1),
+		     (ssize_t)sizeof(token) - 1);
+	close(fd);
+	args[1] = listen;
+	args[3] = token_path;
+	sbxd_start_checked(&sbxd, args, NULL);
+	unlink(token_path);
+
+	/* Without a token, and with a wrong one: 401, nothing served. */
+	cr_assert_eq(http_connect_tcp(&sbxd, port, &conn), 0);
+	cr_assert_eq(tcp_list(&conn, NULL, &resp), 401);
+	sbx_assert_error(&resp, 401, NULL, "no token");
+	http_resp_free(&resp);
+	cr_assert_eq(tcp_list(&conn, "Bearer itest-token-wrong-000000", &resp),
+		     401);
+	http_resp_free(&resp);
+	cr_assert_eq(tcp_list(&conn, "Basic aXRlc3Q6dG9rZW4=", &resp), 401);
+	http_resp_free(&resp);
+
+	/* The right token is served, and the unix socket needs none. */
+	cr_assert_eq(tcp_list(&conn, "Bearer itest-token-0123456789abcdef",
+			      &resp), 200);
+	cr_assert(json_is_array(json_object_get(resp.json, "sandboxes")));
+	http_resp_free(&resp);
+	http_close(&conn);
+	cr_assert_eq(http_request(&sbxd, "GET", "/v1/sandboxes", NULL, &resp),
+		     200);
+	http_resp_free(&resp);
+}
+
+Test(api, token_file_readable_exits_2, .timeout = 30)
+{
+	const char *args[] = { "--token-file", NULL, NULL };
+	char token_path[PATH_MAX];
+	int fd;
+
+	harness_require_bins();
+	snprintf(token_path, sizeof(token_path), "/tmp/sbxd-itest-token-%d",
+		 getpid());
+	fd = open(token_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(fchmod(fd, 0644), 0);
+	cr_assert_eq(write(fd, "itest-token-0123456789abcdef\n", 29), 29);
+	close(fd);
+	args[1] = token_path;
+	cr_assert_eq(sbxd_spawn(&sbxd, NULL, args, NULL), 0);
+	sbxd_assert_exit(&sbxd, 10000, 2);
+	unlink(token_path);
+	cr_assert(sbxd_log_contains(&sbxd, "chmod 600"),
+		  "the error does not say how to fix the token file mode");
 }
 
 #define EXEC_THREADS 4
