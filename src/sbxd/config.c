@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "sbxd/config.h"
+#include "sbxd/http.h"
 
 enum option_kind {
 	OPT_DURATION,
@@ -104,6 +105,12 @@ static const struct option_spec options[] = {
 	  FIELD(max_requests), 1, UINT32_MAX,
 	  "requests served on one connection before it is closed; "
 	  "default 1000" },
+	{ "--max-header-size", "SBXD_MAX_HEADER_SIZE", "BYTES", OPT_UINT,
+	  FIELD(max_header_size), 1024, 1048576,
+	  "request line plus headers, larger gets 431; default 16384" },
+	{ "--max-body-size", "SBXD_MAX_BODY_SIZE", "BYTES", OPT_UINT,
+	  FIELD(max_body_size), 1024, 67108864,
+	  "request body, larger gets 413; default 1048576" },
 	{ "--log-level", "SBXD_LOG_LEVEL", "err|warn|info|debug", OPT_LOG_LEVEL,
 	  FIELD(log_level), 0, 0, "minimum level logged; default info" },
 	{ "--help", NULL, NULL, OPT_HELP, 0, 0, 0, "print this help and exit" },
@@ -125,6 +132,8 @@ void config_init(struct config *cfg)
 	cfg->request_timeout_ms = 10000;
 	cfg->idle_timeout_ms = 60000;
 	cfg->max_requests = 1000;
+	cfg->max_header_size = HTTP_HEADER_MAX;
+	cfg->max_body_size = HTTP_BODY_MAX;
 	cfg->log_level = LOG_LEVEL_INFO;
 }
 

@@ -65,6 +65,8 @@ struct config {
 	uint64_t request_timeout_ms;
 	uint64_t idle_timeout_ms;
 	unsigned int max_requests;	/* per connection */
+	unsigned int max_header_size;	/* bytes of request line and headers */
+	unsigned int max_body_size;	/* bytes of one request body */
 	enum log_level log_level;
 };
 

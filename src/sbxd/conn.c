@@ -218,6 +218,8 @@ static void conn_add(struct sbxd *d, struct listener *ls, int fd)
 	c->recv_req.op = LOOP_OP_RECV;
 	c->send_req.op = LOOP_OP_SEND;
 	http_reader_init(&c->reader);
+	c->reader.header_max = d->cfg.max_header_size;
+	c->reader.body_max = d->cfg.max_body_size;
 	TAILQ_INSERT_TAIL(&table->list, c, link);
 	table->count++;
 	process_input(d, c);

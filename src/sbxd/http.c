@@ -23,8 +23,9 @@ static int fail(struct http_reader *r, int status, const char *message)
 static int count_header(struct http_reader *r, size_t len)
 {
 	r->header_bytes += len;
-	if (r->header_bytes > HTTP_HEADER_MAX)
-		return fail(r, 431, "request line and headers exceed 16 KiB");
+	if (r->header_bytes > r->header_max)
+		return fail(r, 431, "request line and headers exceed "
+			    "--max-header-size");
 	return 0;
 }
 
@@ -107,8 +108,8 @@ static int on_headers_complete(http_parser *p)
 	r->req.has_length = (p->flags & F_CHUNKED) ||
 			    p->content_length != ULLONG_MAX;
 	if (!(p->flags & F_CHUNKED) && p->content_length != ULLONG_MAX &&
-	    p->content_length > HTTP_BODY_MAX)
-		return fail(r, 413, "request body exceeds 1 MiB");
+	    p->content_length > r->body_max)
+		return fail(r, 413, "request body exceeds --max-body-size");
 	if (r->req.expect_continue)
 		http_parser_pause(p, 1);
 	return 0;
@@ -118,8 +119,8 @@ static int on_body(http_parser *p, const char *at, size_t len)
 {
 	struct http_reader *r = reader_of(p);
 
-	if (r->req.body.len + len > HTTP_BODY_MAX)
-		return fail(r, 413, "request body exceeds 1 MiB");
+	if (r->req.body.len + len > r->body_max)
+		return fail(r, 413, "request body exceeds --max-body-size");
 	if (buf_append(&r->req.body, at, len))
 		return fail(r, 500, "out of memory");
 	return 0;
@@ -149,6 +150,8 @@ static const http_parser_settings settings = {
 void http_reader_init(struct http_reader *r)
 {
 	memset(r, 0, sizeof(*r));
+	r->header_max = HTTP_HEADER_MAX;
+	r->body_max = HTTP_BODY_MAX;
 	http_parser_init(&r->parser, HTTP_REQUEST);
 	r->parser.data = r;
 }

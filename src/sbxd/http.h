@@ -34,6 +34,8 @@ struct http_reader {
 	bool in_message;	/* bytes of a request seen, not complete yet */
 	bool complete;
 	size_t header_bytes;
+	size_t header_max;	/* HTTP_HEADER_MAX unless the caller sets it */
+	size_t body_max;	/* HTTP_BODY_MAX unless the caller sets it */
 	int error_status;	/* 400, 413 or 431 once the reader failed */
 	const char *error_message;
 };

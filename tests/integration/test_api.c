@@ -522,6 +522,46 @@ Test(api, oversized_body_413, .timeout = 60)
 	json_decref(list);
 }
 
+Test(api, size_limit_flags, .timeout = 60)
+{
+	const char *args[] = { "--max-body-size", "2048", "--max-header-size",
+			       "1024", NULL };
+	char request[4096], pad[3000];
+	struct http_resp resp;
+	struct http_conn c;
+	int n;
+
+	sbxd_start_checked(&sbxd, args, NULL);
+
+	/* A 3000-byte body is over --max-body-size 2048. */
+	memset(pad, 'a', sizeof(pad) - 1);
+	pad[sizeof(pad) - 1] = '\0';
+	n = snprintf(request, sizeof(request),
+		     "POST /v1/sandboxes/x/exec HTTP/1.1\r\nHost: sbxd\r\n"
+		     "Content-Length: %zu\r\n\r\n%s", strlen(pad), pad);
+	cr_assert_eq(http_connect(&sbxd, &c), 0);
+	cr_assert_eq(http_send_raw(&c, request, (size_t)n), 0);
+	cr_assert_eq(http_read_response(&c, &resp), 413);
+	sbx_assert_error(&resp, 413, "--max-body-size", "3000-byte body");
+	http_resp_free(&resp);
+	http_close(&c);
+
+	/* A 2000-byte header is over --max-header-size 1024. */
+	pad[2000] = '\0';
+	n = snprintf(request, sizeof(request),
+		     "GET /v1/node HTTP/1.1\r\nHost: sbxd\r\nX-Pad: %s"
+		     "\r\n\r\n", pad);
+	cr_assert_eq(http_connect(&sbxd, &c), 0);
+	cr_assert_eq(http_send_raw(&c, request, (size_t)n), 0);
+	cr_assert_eq(http_read_response(&c, &resp), 431);
+	http_resp_free(&resp);
+	http_close(&c);
+
+	/* Requests under both limits are served. */
+	cr_assert_eq(http_request(&sbxd, "GET", "/v1/node", NULL, &resp), 200);
+	http_resp_free(&resp);
+}
+
 Test(api, max_sandboxes_429, .timeout = 60)
 {
 	static const char *const args[] = { "--max-sandboxes", "2", NULL };
