@@ -144,6 +144,13 @@ Test(lock, same_instance_exits_2, .timeout = 60)
 	cr_assert_str_eq(json_string_value(json_object_get(resp.json, "gate")),
 			 "bpf");
 	http_resp_free(&resp);
+
+	/* The harness removes only the pins of its own instance names, so
+	 * the first sbxd must remove these itself on a clean exit. */
+	cr_assert_eq(sbxd_signal(&first, SIGTERM), 0);
+	sbxd_assert_exit(&first, EXIT_BOUND_MS, 0);
+	cr_assert_not(harness_path_exists(pin), "%s left after a clean exit",
+		      pin);
 }
 
 Test(lock, stale_lock_taken_over, .timeout = 60)
