@@ -39,7 +39,7 @@ enum drain_policy {
 	DRAIN_POLICY_KILL,	/* skip the graceful phase, like force_stop */
 };
 
-/* Longest bearer token accepted from --token-file. */
+/* Maximum length of the bearer token in --token-file. */
 #define CONFIG_TOKEN_MAX 255
 
 struct config {

@@ -203,9 +203,9 @@ static int lock_instance_dir(struct bpf_gate *bg, const char *instance,
 
 /*
  * Create BPFFS/sbxd/INSTANCE/ and pin the map and the iterator link there.
- * An existing instance dir that nobody holds locked is left over by an
- * sbxd that died without closing the gate, so its pins are replaced and
- * the fresh state starts serving.
+ * An existing instance dir that no process has locked is left over by
+ * an sbxd that died without closing the gate, so its pins are replaced
+ * and the fresh state starts serving.
  */
 static int pin_all(struct gate *gate, const char *bpffs, const char *instance,
 		   char *reason, size_t reason_len)

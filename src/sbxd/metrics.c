@@ -35,11 +35,11 @@ void metrics_observe_start(struct metrics *m, double seconds)
 
 /*
  * Count live KVM VMs with the gate's BPF iterator for the API. The
- * iterator walks the files of every task on the host (about 0.35 ms with
- * 98 processes on the development machine, more on busier hosts), so the
- * count is reused for up to 100 ms unless a VMM started, became ready or
- * ended meanwhile. The drain calls the iterator directly and never sees a
- * cached count.
+ * iterator walks the files of every task on the host: about 0.35 ms with
+ * 98 processes on the development machine, and more on busier hosts. So
+ * the count is reused for up to 100 ms, unless a VMM started, became
+ * ready or ended meanwhile. The drain calls the iterator directly and
+ * never sees a cached count.
  */
 int metrics_count_live_vms(struct sbxd *d)
 {

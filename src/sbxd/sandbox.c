@@ -881,8 +881,9 @@ static void force_ops_notify(struct sbxd *d, struct sandbox *sb, bool ok,
 			     const char *error);
 
 /*
- * Answer every request waiting for the sandbox to end. Returns true when a
- * DELETE among them removed the sandbox, which may free sb.
+ * Send the response to every request waiting for the sandbox to end.
+ * Returns true when a DELETE among them removed the sandbox, which may
+ * free sb.
  */
 static bool answer_waiters(struct sbxd *d, struct sandbox *sb)
 {
