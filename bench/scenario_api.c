@@ -289,42 +289,53 @@ int scenario_rate(const struct bench_opts *opts)
 	return ret;
 }
 
+/*
+ * Check that the last response has status `expected` and copy its string
+ * field `key` to out. Returns 0 or -EPROTO after printing the body.
+ */
+static int response_string(const struct client *c, int expected,
+			   const char *what, const char *key, char *out,
+			   size_t out_len)
+{
+	const char *text = NULL;
+	json_t *root;
+
+	if (c->status != expected) {
+		print_failure(what, c);
+		return -EPROTO;
+	}
+	root = json_loads(c->body, 0, NULL);
+	if (!root || json_unpack(root, "{s:s}", key, &text) ||
+	    strlen(text) >= out_len) {
+		bench_err("%s: unexpected body: %.300s\n", what, c->body);
+		json_decref(root);
+		return -EPROTO;
+	}
+	strcpy(out, text);
+	json_decref(root);
+	return 0;
+}
+
 /* Snapshot sandbox id through the API; the file's path goes to path. */
 static int sandbox_snapshot(struct client *c, const char *id, char *path,
 			    size_t path_len)
 {
 	char url[128];
-	const char *text = NULL;
-	json_t *root;
 	int ret;
 
 	snprintf(url, sizeof(url), "/v1/sandboxes/%s/snapshot", id);
 	ret = client_request(c, "POST", url, "{}");
 	if (ret)
 		return ret;
-	if (c->status != 200) {
-		print_failure("snapshot failed", c);
-		return -EPROTO;
-	}
-	root = json_loads(c->body, 0, NULL);
-	if (!root || json_unpack(root, "{s:s}", "path", &text) ||
-	    strlen(text) >= path_len) {
-		bench_err("snapshot returned an unexpected body: %.300s\n",
-			  c->body);
-		json_decref(root);
-		return -EPROTO;
-	}
-	strcpy(path, text);
-	json_decref(root);
-	return 0;
+	return response_string(c, 200, "snapshot failed", "path", path,
+			       path_len);
 }
 
 /* Restore a new sandbox from path; its id goes to id. */
 static int sandbox_restore(struct client *c, const char *path, char *id,
 			   size_t id_len)
 {
-	const char *text = NULL;
-	json_t *body, *root;
+	json_t *body;
 	char *encoded;
 	int ret;
 
@@ -337,21 +348,7 @@ static int sandbox_restore(struct client *c, const char *path, char *id,
 	free(encoded);
 	if (ret)
 		return ret;
-	if (c->status != 201) {
-		print_failure("restore failed", c);
-		return -EPROTO;
-	}
-	root = json_loads(c->body, 0, NULL);
-	if (!root || json_unpack(root, "{s:s}", "id", &text) ||
-	    strlen(text) >= id_len) {
-		bench_err("restore returned an unexpected body: %.300s\n",
-			  c->body);
-		json_decref(root);
-		return -EPROTO;
-	}
-	strcpy(id, text);
-	json_decref(root);
-	return 0;
+	return response_string(c, 201, "restore failed", "id", id, id_len);
 }
 
 /*
