@@ -41,7 +41,7 @@ struct sbx_msg {
 	int64_t arg;
 };
 
-/* Why a guest ended; sent in SBX_MSG_EXITED just before the VMM exits. */
+/* Reason a guest ended, sent in SBX_MSG_EXITED just before the VMM exits. */
 enum sbx_exit_reason {
 	SBX_EXIT_GUEST = 1,	   /* EXIT hypercall; code is the guest's */
 	SBX_EXIT_STOPPED = 2,	   /* guest exited after a stop request */

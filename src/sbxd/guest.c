@@ -41,6 +41,9 @@ int guest_read_layout(const char *path, struct guest_layout *out)
 	int fd;
 	int ret;
 
+	/* NOTE: this open and the reads below run on the loop thread. They
+	 * are a few kilobytes, usually from the page cache, but a guest on a
+	 * slow network file system stalls every client meanwhile. */
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return -errno;

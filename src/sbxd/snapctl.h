@@ -50,7 +50,7 @@ void snapctl_on_ready(struct sbxd *d, struct sandbox *sb);
  * control socket is no longer polled; call after either event.
  */
 void snapctl_switch(struct sbxd *d, struct sandbox *sb);
-/* sb's VMM ended while an operation was in progress: answer it. */
+/* Send the response of the operation in progress when sb's VMM ended. */
 void snapctl_on_exit(struct sbxd *d, struct sandbox *sb);
 
 #endif
